@@ -1,0 +1,242 @@
+"""Canonical ratings -> filtered, time-ordered per-user sequences with a leave-one-out split.
+
+Everything is vectorised over whole columns; no Python runs per row or per user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bert4rec.errors import DataError
+from bert4rec.movielens import RawDataset, placeholder_movies
+from bert4rec.vocab import ItemVocab
+
+FORMAT = "bert4rec-prepared"
+VERSION = 1
+TRAIN, VALID, TEST = 0, 1, 2
+SPLIT_NAMES = ("train", "valid", "test")
+MIN_EVAL_LENGTH = 3  # a user needs a training item, a validation target and a test target
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    min_rating: float | None = None  # None keeps every rating, as the BERT4Rec paper does
+    min_user_interactions: int = 5
+    min_item_interactions: int = 5
+    sample_users: float | None = None  # fraction of users kept, whole users at a time
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.min_user_interactions < 1 or self.min_item_interactions < 1:
+            raise DataError("minimum interactions per user and per item must be at least 1")
+        if self.sample_users is not None and not 0 < self.sample_users <= 1:
+            raise DataError(f"--sample-users must be in (0, 1], got {self.sample_users}")
+
+
+@dataclass
+class Sequences:
+    """All users' time-ordered token sequences in CSR form: user u owns ``tokens[offsets[u]:offsets[u+1]]``."""
+
+    offsets: np.ndarray  # (U + 1,) int64
+    tokens: np.ndarray  # (total,) int64, item tokens 1..N
+    ratings: np.ndarray  # (total,) float32
+    timestamps: np.ndarray  # (total,) int64
+
+    @property
+    def num_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def user(self, u: int) -> np.ndarray:
+        return self.tokens[self.offsets[u]:self.offsets[u + 1]]
+
+
+@dataclass
+class PreparedDataset:
+    interactions: pd.DataFrame  # sorted by user then stable time; see prepare()
+    movies: pd.DataFrame  # one row per vocabulary item, in token order
+    vocab: ItemVocab
+    user_ids: np.ndarray  # (U,) external user id of each user index
+    stats: dict
+
+    def sequences(self) -> Sequences:
+        """Every interaction of every user (training, validation and test targets included)."""
+        df = self.interactions
+        counts = np.bincount(df["user_idx"].to_numpy(), minlength=len(self.user_ids))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return Sequences(offsets, df["item"].to_numpy(np.int64), df["rating"].to_numpy(np.float32),
+                         df["timestamp"].to_numpy(np.int64))
+
+    def eval_users(self) -> np.ndarray:
+        """User indices that have validation and test targets."""
+        return np.flatnonzero(np.bincount(self.interactions["user_idx"].to_numpy(),
+                                          minlength=len(self.user_ids)) >= MIN_EVAL_LENGTH)
+
+
+def _apply_filters(ratings: pd.DataFrame, params: PrepareParams, source: str) -> pd.DataFrame:
+    if params.min_rating is not None:
+        if ratings["rating"].isna().all():
+            raise DataError(f"{source}: --min-rating given but the data has no ratings")
+        ratings = ratings[ratings["rating"].to_numpy() >= params.min_rating]
+    # Both counts are taken once, on the data as loaded (the BERT4Rec paper's ML-1M split does this).
+    user_codes, _ = pd.factorize(ratings["user_id"])
+    item_codes, _ = pd.factorize(ratings["item_id"])
+    keep = (np.bincount(user_codes)[user_codes] >= params.min_user_interactions) & (
+        np.bincount(item_codes)[item_codes] >= params.min_item_interactions
+    )
+    kept = ratings[keep]
+    if params.sample_users is not None and params.sample_users < 1:
+        users = np.unique(kept["user_id"].to_numpy())
+        chosen = np.random.default_rng(params.seed).choice(
+            users, size=max(1, round(params.sample_users * len(users))), replace=False)
+        kept = kept[np.isin(kept["user_id"].to_numpy(), chosen)]
+    if len(kept) == 0:
+        raise DataError(
+            f"{source}: no interactions left after filtering (min rating {params.min_rating}, "
+            f"at least {params.min_user_interactions} per user and {params.min_item_interactions} per item)"
+        )
+    return kept
+
+
+def _split_labels(user_idx: np.ndarray) -> np.ndarray:
+    """Leave-one-out per user on rows sorted by user then time: last = test, second-to-last = validation."""
+    n = len(user_idx)
+    starts = np.flatnonzero(np.r_[True, user_idx[1:] != user_idx[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    from_end = np.repeat(starts + lengths, lengths) - np.arange(n) - 1
+    evaluable = np.repeat(lengths >= MIN_EVAL_LENGTH, lengths)
+    split = np.full(n, TRAIN, dtype=np.int8)
+    split[evaluable & (from_end == 1)] = VALID
+    split[evaluable & (from_end == 0)] = TEST
+    return split
+
+
+def _catalogue(movies: pd.DataFrame, vocab: ItemVocab) -> pd.DataFrame:
+    """The movies table restricted to vocabulary items in token order; items without a row get placeholders."""
+    table = movies.set_index("item_id").reindex(vocab.item_ids)
+    missing = table["title"].isna().to_numpy()
+    if missing.any():
+        filler = placeholder_movies(vocab.item_ids[missing]).set_index("item_id")
+        table.loc[filler.index, ["title", "year", "genres"]] = filler[["title", "year", "genres"]]
+    table = table.reset_index()
+    table.insert(1, "item", np.arange(1, vocab.num_items + 1, dtype=np.int64))
+    return table
+
+
+def _percentiles(lengths: np.ndarray) -> dict:
+    qs = (0, 25, 50, 75, 90, 99, 100)
+    values = np.percentile(lengths, qs)
+    out = {f"p{q}": float(v) for q, v in zip(qs, values, strict=True)}
+    out["mean"] = float(lengths.mean())
+    return out
+
+
+def prepare(raw: RawDataset, params: PrepareParams = PrepareParams()) -> PreparedDataset:
+    """Filter, sort each user's interactions by time (stable), build the vocabulary and the split."""
+    params.validate()
+    kept = _apply_filters(raw.ratings, params, raw.source)
+    user_id = kept["user_id"].to_numpy()
+    # lexsort is stable: interactions with equal (user, timestamp) keep the source file's order.
+    order = np.lexsort((kept["timestamp"].to_numpy(), user_id))
+    user_id = user_id[order]
+    item_id = kept["item_id"].to_numpy()[order]
+    new_user = np.r_[True, user_id[1:] != user_id[:-1]]
+    user_idx = (np.cumsum(new_user) - 1).astype(np.int32)
+    vocab = ItemVocab.from_items(item_id)
+    interactions = pd.DataFrame({
+        "user_idx": user_idx,
+        "item": vocab.encode(item_id).astype(np.int32),
+        "user_id": user_id,
+        "item_id": item_id,
+        "rating": kept["rating"].to_numpy()[order],
+        "timestamp": kept["timestamp"].to_numpy()[order],
+        "split": _split_labels(user_idx),
+    })
+    user_ids = user_id[new_user]
+    lengths = np.diff(np.r_[np.flatnonzero(new_user), len(user_id)])
+    stats = {
+        "source": raw.source,
+        "params": asdict(params),
+        "num_users": len(user_ids),
+        "num_items": vocab.num_items,
+        "num_interactions": len(interactions),
+        "num_raw_interactions": len(raw.ratings),
+        "num_eval_users": int((lengths >= MIN_EVAL_LENGTH).sum()),
+        "density": len(interactions) / (len(user_ids) * vocab.num_items),
+        "sequence_length": _percentiles(lengths),
+        "timestamp_range": [int(interactions["timestamp"].min()), int(interactions["timestamp"].max())],
+        "notes": list(raw.notes),
+    }
+    return PreparedDataset(interactions, _catalogue(raw.movies, vocab), vocab, user_ids, stats)
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+
+def write_dir_atomically(out: Path, write) -> None:
+    """Call ``write(tmp_dir)``, then move the finished folder to ``out``, replacing an old one only at the end."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should look like any other
+    try:
+        write(tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_prepared(dataset: PreparedDataset, out: Path) -> None:
+    def write(tmp: Path) -> None:
+        pq.write_table(pa.Table.from_pandas(dataset.interactions, preserve_index=False), tmp / "interactions.parquet")
+        pq.write_table(pa.Table.from_pandas(dataset.movies, preserve_index=False), tmp / "movies.parquet")
+        dataset.vocab.save(tmp / "vocab.json")
+        (tmp / "stats.json").write_text(json.dumps({"format": FORMAT, "version": VERSION, **dataset.stats},
+                                                   indent=2))
+
+    write_dir_atomically(out, write)
+
+
+def is_prepared_dir(path: Path) -> bool:
+    return (Path(path) / "stats.json").is_file() and (Path(path) / "interactions.parquet").is_file()
+
+
+def load_prepared(path: Path) -> PreparedDataset:
+    path = Path(path)
+    try:
+        stats = json.loads((path / "stats.json").read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: not a prepared dataset (no stats.json); run `bert4rec prepare` first") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path / 'stats.json'}: unreadable ({exc})") from None
+    if stats.get("format") != FORMAT or stats.get("version") != VERSION:
+        raise DataError(f"{path}: prepared by an incompatible bert4rec (format {stats.get('format')} "
+                        f"version {stats.get('version')}); run `bert4rec prepare` again")
+    try:
+        interactions = pq.read_table(path / "interactions.parquet").to_pandas()
+        movies = pq.read_table(path / "movies.parquet").to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: unreadable prepared data ({exc})") from None
+    vocab = ItemVocab.load(path / "vocab.json")
+    user_idx = interactions["user_idx"].to_numpy()
+    first = np.r_[True, user_idx[1:] != user_idx[:-1]]
+    return PreparedDataset(interactions, movies, vocab, interactions["user_id"].to_numpy()[first], stats)

@@ -1,0 +1,41 @@
+"""Shared fixtures. Integration tests read the real MovieLens files in ../shared/data (never copied here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BERT4REC_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: integration tests need ../shared/data beside the repository")
+    return path
+
+
+@pytest.fixture
+def ml_latest_small() -> Path:
+    return shared("ml-latest-small")
+
+
+@pytest.fixture
+def ml_1m() -> Path:
+    return shared("ml-1m")
+
+
+@pytest.fixture
+def ml_100k() -> Path:
+    return shared("ml-100k")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch, tmp_path):
+    """No test reaches the network or the user's real cache by accident."""
+    monkeypatch.delenv("BERT4REC_DATA_HOME", raising=False)
+    monkeypatch.setenv("BERT4REC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BERT4REC_BASE_URL", "http://127.0.0.1:9/unreachable")
