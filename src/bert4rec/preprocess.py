@@ -6,9 +6,6 @@ Everything is vectorised over whole columns; no Python runs per row or per user.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bert4rec.errors import DataError
+from bert4rec.fsutil import write_dir_atomically
 from bert4rec.movielens import RawDataset, placeholder_movies
 from bert4rec.vocab import ItemVocab
 
@@ -184,25 +182,6 @@ def prepare(raw: RawDataset, params: PrepareParams = PrepareParams()) -> Prepare
 
 
 # --------------------------------------------------------------------------------------------- storage
-
-
-def write_dir_atomically(out: Path, write) -> None:
-    """Call ``write(tmp_dir)``, then move the finished folder to ``out``, replacing an old one only at the end."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should look like any other
-    try:
-        write(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_prepared(dataset: PreparedDataset, out: Path) -> None:

@@ -1,0 +1,104 @@
+"""Benchmark `prepare` on a synthetic ratings table with ML-32M's shape.
+
+    .venv/bin/python benchmarks/prepare.py [--rows 32000000] [--users 200000] [--items 87000] [--out FILE.json]
+
+Generates the table (long-tailed item popularity, log-normal user activity, per-user increasing timestamps with
+ties) as ratings.parquet in a temporary folder, then, in a fresh process, times reading it, preparing it and writing
+the prepared folder, and reports rows/s and that process's peak RSS. Target on the 2-core machine: 32M rows in under
+60 s with under 6 GB peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+WORKER = """
+import json, resource, sys, time
+from pathlib import Path
+from bert4rec import movielens, preprocess
+folder = Path(sys.argv[1])
+t0 = time.perf_counter()
+raw = movielens.load(folder / "ratings.parquet")
+t1 = time.perf_counter()
+dataset = preprocess.prepare(raw)
+t2 = time.perf_counter()
+preprocess.save_prepared(dataset, folder / "prepared")
+t3 = time.perf_counter()
+print(json.dumps({"read_s": t1 - t0, "prepare_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0,
+                  "stats": {k: dataset.stats[k] for k in ("num_users", "num_items", "num_interactions")},
+                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+"""
+
+
+def synthetic_ratings(rows: int, users: int, items: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(mean=0.0, sigma=1.2, size=users)
+    counts = np.maximum(1, np.round(activity / activity.sum() * rows)).astype(np.int64)
+    counts[-1] += rows - counts.sum()
+    if counts[-1] < 1:  # rounding overshoot: trim the largest users instead
+        counts[-1] = 1
+        excess = counts.sum() - rows
+        counts[np.argmax(counts)] -= excess
+    user = np.repeat(rng.permutation(users).astype(np.int64) + 1, counts)
+    popularity = 1.0 / np.arange(1, items + 1) ** 0.9  # Zipf-like long tail
+    item = rng.choice(items, size=rows, p=popularity / popularity.sum()).astype(np.int64) + 1
+    start = rng.integers(1_000_000_000, 1_700_000_000, size=users)
+    # seconds between ratings: often 0 (ties, as in MovieLens' batch rating sessions), sometimes days
+    gaps = np.where(rng.random(rows) < 0.3, 0, rng.exponential(3600.0, rows)).astype(np.int64)
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    cum = np.cumsum(gaps)
+    timestamps = np.repeat(start, counts) + cum - np.repeat(cum[first], counts)
+    shuffle = rng.permutation(rows)  # files are not sorted by user
+    rating = (rng.integers(1, 11, rows) / 2).astype(np.float32)
+    return pd.DataFrame({"userId": user[shuffle], "movieId": item[shuffle], "rating": rating,
+                         "timestamp": timestamps[shuffle]})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=32_000_000)
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--items", type=int, default=87_000)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prepare.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        synthetic_ratings(args.rows, args.users, args.items).to_parquet(folder / "ratings.parquet")
+        generate_s = time.perf_counter() - t0
+        done = subprocess.run([sys.executable, "-c", WORKER, str(folder)], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(done.stderr)
+        result = json.loads(done.stdout)
+    result |= {
+        "rows": args.rows, "users": args.users, "items": args.items, "generate_s": generate_s,
+        "rows_per_s": args.rows / result["total_s"],
+        "child_peak_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+                   f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"prepare on {args.rows:,} synthetic rows ({args.users:,} users, {args.items:,} items) — {result['machine']}")
+    print(f"  read     {result['read_s']:7.1f} s")
+    print(f"  prepare  {result['prepare_s']:7.1f} s")
+    print(f"  write    {result['write_s']:7.1f} s")
+    print(f"  total    {result['total_s']:7.1f} s   {result['rows_per_s'] / 1e6:.2f} M rows/s")
+    print(f"  peak RSS {result['peak_rss_gb']:7.2f} GB")
+    print(f"  kept     {result['stats']}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

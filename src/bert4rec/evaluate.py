@@ -1,0 +1,159 @@
+"""Evaluation protocols: exact full ranking (the headline) and the paper's 100 popularity-sampled negatives.
+
+Leave-one-out: for the validation split the model reads the training items and must rank the validation target;
+for the test split it reads the training items plus the validation item and must rank the test target. Every
+item of the input history is excluded from the ranking.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bert4rec import metrics
+from bert4rec.errors import Bert4RecError
+from bert4rec.model import Bert4Rec
+from bert4rec.preprocess import TRAIN, PreparedDataset, Sequences
+from bert4rec.sequences import exclude_seen, inference_inputs
+
+SPLITS = ("valid", "test")
+ScoreFn = Callable[[np.ndarray], torch.Tensor]  # (B, W) inputs ending in [MASK] -> (B, N) item scores
+
+
+@dataclass
+class EvalSet:
+    """The users and histories a protocol ranks, with each user's target item (0-based column)."""
+
+    tokens: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    targets: np.ndarray
+
+    @classmethod
+    def for_split(cls, seqs: Sequences, users: np.ndarray, split: str) -> EvalSet:
+        if split not in SPLITS:
+            raise Bert4RecError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
+        held_out = 2 if split == "valid" else 1
+        ends = seqs.offsets[users + 1] - held_out
+        return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def training_popularity(dataset: PreparedDataset) -> np.ndarray:
+    """(N,) interaction count of each item in the training part (targets excluded)."""
+    train = dataset.interactions["split"].to_numpy() == TRAIN
+    items = dataset.interactions["item"].to_numpy()[train]
+    return np.bincount(items - 1, minlength=dataset.vocab.num_items).astype(np.float64)
+
+
+def model_scorer(model: Bert4Rec, device: str | torch.device = "cpu") -> ScoreFn:
+    def score(inputs: np.ndarray) -> torch.Tensor:
+        return model.score_last(torch.from_numpy(inputs).to(device)).float()
+
+    return score
+
+
+def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
+    row = torch.from_numpy(np.asarray(popularity, dtype=np.float32))
+
+    def score(inputs: np.ndarray) -> torch.Tensor:
+        return row.expand(len(inputs), -1).clone()
+
+    return score
+
+
+def _batches(n: int, batch_size: int, label: str, progress: bool):
+    starts = range(0, n, batch_size)
+    return tqdm(starts, desc=label, unit="batch", leave=False, disable=not progress)
+
+
+@torch.inference_mode()
+def full_ranking_ranks(score_fn: ScoreFn, data: EvalSet, max_len: int, mask_token: int, batch_size: int = 256,
+                       progress: bool = False) -> np.ndarray:
+    """(U,) rank of each target among all items not in the user's history."""
+    ranks = []
+    for i in _batches(len(data), batch_size, "full ranking", progress):
+        sl = slice(i, i + batch_size)
+        starts, ends = data.starts[sl], data.ends[sl]
+        scores = score_fn(inference_inputs(data.tokens, starts, ends, max_len, mask_token))
+        exclude_seen(scores, data.tokens, starts, ends)
+        ranks.append(metrics.target_ranks(scores, torch.from_numpy(data.targets[sl]).to(scores.device)).cpu())
+    return torch.cat(ranks).numpy()
+
+
+def sample_negatives(data: EvalSet, popularity: np.ndarray, num: int, seed: int) -> np.ndarray:
+    """(U, num) distinct items per user drawn by popularity, none in the history or equal to the target."""
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(popularity + 1e-12)
+    cdf /= cdf[-1]
+    allowed_count = len(popularity) - (data.ends - data.starts) - 1
+    if (allowed_count < num).any():
+        raise Bert4RecError(f"the catalogue is too small for {num} sampled negatives per user")
+    out = np.empty((len(data), num), dtype=np.int64)
+    for row in range(len(data)):
+        banned = np.append(data.tokens[data.starts[row]:data.ends[row]] - 1, data.targets[row])
+        chosen = np.empty(0, dtype=np.int64)
+        while len(chosen) < num:
+            draw = np.minimum(np.searchsorted(cdf, rng.random(4 * num)), len(cdf) - 1)
+            draw = draw[~np.isin(draw, banned)]
+            _, first = np.unique(np.concatenate([chosen, draw]), return_index=True)
+            chosen = np.concatenate([chosen, draw])[np.sort(first)]
+        out[row] = chosen[:num]
+    return out
+
+
+@torch.inference_mode()
+def sampled_ranks(score_fn: ScoreFn, data: EvalSet, negatives: np.ndarray, max_len: int, mask_token: int,
+                  batch_size: int = 256) -> np.ndarray:
+    """(U,) rank of each target among itself and its sampled negatives (the BERT4Rec paper's protocol)."""
+    ranks = []
+    for i in range(0, len(data), batch_size):
+        sl = slice(i, i + batch_size)
+        scores = score_fn(inference_inputs(data.tokens, data.starts[sl], data.ends[sl], max_len, mask_token))
+        target = scores.gather(1, torch.from_numpy(data.targets[sl])[:, None].to(scores.device))
+        negative = scores.gather(1, torch.from_numpy(negatives[sl]).to(scores.device))
+        ranks.append((negative > target).sum(1).cpu())
+    return torch.cat(ranks).numpy()
+
+
+def evaluate_scorer(score_fn: ScoreFn, dataset: PreparedDataset, split: str, max_len: int,
+                    sampled: bool = True, num_negatives: int = 100, seed: int = 0,
+                    progress: bool = False) -> dict:
+    """Metrics of one scorer on one split: ``{"full": {...}, "sampled_100": {...}}``."""
+    data = EvalSet.for_split(dataset.sequences(), dataset.eval_users(), split)
+    mask_token = dataset.vocab.mask
+    result = {"full": metrics.summary(full_ranking_ranks(score_fn, data, max_len, mask_token, progress=progress))}
+    if sampled:
+        negatives = sample_negatives(data, training_popularity(dataset), num_negatives, seed)
+        result[f"sampled_{num_negatives}"] = metrics.summary(
+            sampled_ranks(score_fn, data, negatives, max_len, mask_token))
+    result["users"] = len(data)
+    return result
+
+
+def evaluate_model(model: Bert4Rec, dataset: PreparedDataset, split: str = "test", device: str = "cpu",
+                   sampled: bool = True, seed: int = 0, progress: bool = True) -> dict:
+    """The model and the most-popular baseline under the same protocols."""
+    model.eval()
+    max_len = model.config.max_len
+    return {
+        "split": split,
+        "model": evaluate_scorer(model_scorer(model, device), dataset, split, max_len, sampled, seed=seed,
+                                 progress=progress),
+        "most_popular": evaluate_scorer(popularity_scorer(training_popularity(dataset)), dataset, split, max_len,
+                                        sampled, seed=seed),
+    }
+
+
+def write_metrics(result: dict, path: Path) -> None:
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)

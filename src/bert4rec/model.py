@@ -1,0 +1,176 @@
+"""BERT4Rec: a HuggingFace ``BertModel`` encoder plus the BERT masked-LM head, scoring items only where asked.
+
+Shapes: B batch, L sequence length (≤ max_len), H hidden size, N items, M positions to score.
+Token ids: PAD = 0, items 1..N, MASK = N + 1 (see ``vocab.py``). Scores cover items only (N columns, column j is
+token j + 1), so PAD and MASK can never be predicted or recommended.
+
+Sequences are right-aligned (the most recent item last) and position ids count back from the end: the last slot is
+always position max_len - 1. A batch padded to its own longest sequence therefore computes exactly what a batch
+padded to max_len would, which is what makes length-bucketed batches safe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+from transformers import BertConfig, BertModel
+
+from bert4rec.errors import Bert4RecError
+from bert4rec.fsutil import atomic_write, atomic_write_text
+
+FORMAT = "bert4rec-model"
+VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+IGNORE = -100  # label of positions that are not predicted
+
+
+@dataclass
+class Bert4RecConfig:
+    """Architecture. Defaults are the BERT4Rec paper's ML-1M setup."""
+
+    num_items: int
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 256
+    dropout: float = 0.2
+    attention_dropout: float = 0.2
+    max_len: int = 200
+    num_token_types: int = 1  # > 1: a per-interaction type (e.g. the rating) embedded and added to the item
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_items + 2
+
+    @property
+    def mask_token(self) -> int:
+        return self.num_items + 1
+
+    def validate(self) -> None:
+        if self.num_items < 1 or self.max_len < 2 or self.num_layers < 1 or self.num_token_types < 1:
+            raise Bert4RecError(f"invalid model config: {self}")
+        if self.hidden_size % self.num_heads:
+            raise Bert4RecError(f"hidden size {self.hidden_size} is not divisible by {self.num_heads} heads")
+
+    def save(self, folder: Path) -> None:
+        data = {"format": FORMAT, "version": VERSION, **asdict(self)}
+        atomic_write_text(Path(folder) / CONFIG_FILE, json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> Bert4RecConfig:
+        path = Path(folder) / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise Bert4RecError(f"{path}: missing; not a bert4rec model folder") from None
+        except (OSError, ValueError) as exc:
+            raise Bert4RecError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise Bert4RecError(f"{path}: not a bert4rec model config")
+        if data.get("version") != VERSION:
+            raise Bert4RecError(f"{path}: written by an incompatible bert4rec (model format version "
+                                f"{data.get('version')}, this version reads {VERSION})")
+        names = {f.name for f in fields(cls)}
+        try:
+            config = cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise Bert4RecError(f"{path}: {exc}") from None
+        config.validate()
+        return config
+
+
+class Bert4Rec(nn.Module):
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        bert_config = BertConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=config.intermediate_size,
+            hidden_act="gelu",
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.attention_dropout,
+            max_position_embeddings=config.max_len,
+            type_vocab_size=config.num_token_types,
+            pad_token_id=0,
+        )
+        bert_config._attn_implementation = "sdpa"
+        self.bert = BertModel(bert_config, add_pooling_layer=False)
+        # Masked-LM head: dense -> GELU -> LayerNorm, then scores against the (tied) item embeddings + a bias.
+        self.head = nn.Sequential(nn.Linear(config.hidden_size, config.hidden_size), nn.GELU(),
+                                  nn.LayerNorm(config.hidden_size, eps=bert_config.layer_norm_eps))
+        self.item_bias = nn.Parameter(torch.zeros(config.num_items))
+        nn.init.normal_(self.head[0].weight, std=bert_config.initializer_range)
+        nn.init.zeros_(self.head[0].bias)
+
+    def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) right-aligned token ids -> (B, L, H) hidden states."""
+        length = input_ids.shape[1]
+        if length > self.config.max_len:
+            raise Bert4RecError(f"sequence length {length} exceeds the model's max_len {self.config.max_len}")
+        positions = torch.arange(self.config.max_len - length, self.config.max_len, device=input_ids.device)
+        out = self.bert(input_ids=input_ids, attention_mask=(input_ids != 0).long(),
+                        token_type_ids=token_type_ids, position_ids=positions.expand_as(input_ids))
+        return out.last_hidden_state
+
+    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(M, H) hidden states -> (M, N) item scores (logits); column j is item token j + 1."""
+        items = self.bert.embeddings.word_embeddings.weight[1 : self.config.num_items + 1]  # (N, H)
+        return self.head(hidden) @ items.T + self.item_bias
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Cloze loss: mean cross-entropy over the masked positions only (labels != IGNORE)."""
+        hidden = self.encode(input_ids, token_type_ids)  # (B, L, H)
+        where = labels != IGNORE  # (B, L)
+        scores = self.item_scores(hidden[where])  # (M, N): only masked positions, never B × L × N
+        return F.cross_entropy(scores.float(), labels[where] - 1)
+
+    def score_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) sequences ending in [MASK] -> (B, N) scores for the item behind that last [MASK]."""
+        hidden = self.encode(input_ids, token_type_ids)
+        return self.item_scores(hidden[:, -1])
+
+    # ---------------------------------------------------------------------------------------- storage
+
+    def save(self, folder: Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into an existing folder, each atomically."""
+        folder = Path(folder)
+        self.config.save(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        metadata = {"format": FORMAT, "version": str(VERSION)}
+        atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, str(path), metadata=metadata))
+
+    @classmethod
+    def load(cls, folder: Path, device: str | torch.device = "cpu") -> Bert4Rec:
+        folder = Path(folder)
+        config = Bert4RecConfig.load(folder)
+        model = cls(config)
+        path = folder / WEIGHTS_FILE
+        try:
+            state = load_file(str(path), device=str(device))
+        except FileNotFoundError:
+            raise Bert4RecError(f"{path}: missing model weights") from None
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise Bert4RecError(f"{path}: corrupt or unreadable weights ({exc})") from None
+        expected = model.state_dict()
+        if set(state) != set(expected):
+            missing = sorted(set(expected) - set(state))[:3]
+            raise Bert4RecError(f"{path}: weights do not match config.json (missing or extra tensors, e.g. {missing})")
+        for name, tensor in state.items():
+            if tensor.shape != expected[name].shape:
+                raise Bert4RecError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, config.json implies "
+                                    f"{tuple(expected[name].shape)}")
+        model.load_state_dict(state)
+        return model.to(device)

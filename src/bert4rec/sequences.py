@@ -1,0 +1,101 @@
+"""Model inputs from CSR sequences: cloze-masked training samples and history + [MASK] inference inputs.
+
+Everything is built for all samples at once with numpy index arithmetic; nothing loops over users or items in
+Python. Sequences are right-aligned: the most recent item sits in the last column, padding (0) on the left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bert4rec.model import IGNORE
+from bert4rec.vocab import PAD
+
+
+def right_aligned(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """(S, width) int64: row s holds the last ``width`` tokens of ``tokens[starts[s]:ends[s]]``, left-padded."""
+    lengths = np.minimum(ends - starts, width)
+    columns = np.arange(width)
+    index = ends[:, None] - width + columns  # (S, width) positions in the flat token array
+    valid = columns >= width - lengths[:, None]
+    return np.where(valid, tokens[np.clip(index, 0, len(tokens) - 1)], PAD).astype(np.int64)
+
+
+def training_windows(offsets: np.ndarray, train_lengths: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cover each user's training items with windows of at most ``max_len``.
+
+    Windows are cut back from the most recent item: [end - max_len, end), [end - 2 max_len, end - max_len), ...
+    so every training interaction is in exactly one window. Windows of fewer than two items teach nothing
+    about order and are dropped. Returns (starts, ends) into the flat token array.
+    """
+    begin = offsets[:-1]
+    end = begin + train_lengths
+    counts = np.maximum(0, -(-train_lengths // max_len))  # ceil division
+    user = np.repeat(np.arange(len(begin)), counts)
+    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    ends = end[user] - k * max_len
+    starts = np.maximum(begin[user], ends - max_len)
+    keep = ends - starts >= 2
+    return starts[keep], ends[keep]
+
+
+@dataclass
+class ClozeSamples:
+    inputs: np.ndarray  # (S, W) token ids with [MASK] at masked positions
+    labels: np.ndarray  # (S, W) the hidden item at masked positions, IGNORE elsewhere
+    lengths: np.ndarray  # (S,) non-padding tokens per row
+
+
+def cloze_samples(windows: np.ndarray, mask_token: int, mask_prob: float, last_item_fraction: float,
+                  rng: np.random.Generator) -> ClozeSamples:
+    """Mask right-aligned windows for the cloze task; padding is never masked.
+
+    Each item is masked with probability ``mask_prob``; a ``last_item_fraction`` of the rows instead have only
+    their most recent item masked, as at recommendation time. Every row gets at least one masked item.
+    """
+    rows, width = windows.shape
+    real = windows != PAD
+    lengths = real.sum(1)
+    masked = (rng.random((rows, width)) < mask_prob) & real
+    last_only = rng.random(rows) < last_item_fraction
+    masked[last_only] = False
+    masked[last_only, -1] = True
+    empty = ~masked.any(1)
+    pick = width - 1 - (rng.random(rows) * lengths).astype(np.int64)  # a random real position per row
+    masked[np.flatnonzero(empty), pick[empty]] = True
+    return ClozeSamples(np.where(masked, mask_token, windows), np.where(masked, windows, IGNORE), lengths)
+
+
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices grouped into batches of similar length (so short histories don't pay for long padding),
+    in random order; ties broken randomly so that batches differ between epochs."""
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def crop(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Drop the all-padding left columns of a right-aligned batch."""
+    return rows[:, rows.shape[1] - max(1, int(lengths.max())) :]
+
+
+def inference_inputs(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int,
+                     mask_token: int) -> np.ndarray:
+    """(B, ≤ max_len): each history's most recent ``max_len - 1`` items followed by [MASK]. The model fills
+    the slot after the history; the last watched item is never overwritten."""
+    history = right_aligned(tokens, starts, ends, max_len - 1)
+    history = history[:, history.shape[1] - int(np.minimum(ends - starts, max_len - 1).max(initial=0)) :]
+    return np.concatenate([history, np.full((len(history), 1), mask_token, dtype=np.int64)], axis=1)
+
+
+def exclude_seen(scores: torch.Tensor, tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
+    """Set to -inf, in place, the score of every item in each row's full history (not only the window)."""
+    lengths = ends - starts
+    rows = np.repeat(np.arange(len(starts)), lengths)
+    flat = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
+    items = tokens[flat] - 1
+    scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(items).to(scores.device)] = float("-inf")
+    return scores

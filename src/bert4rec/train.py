@@ -1,0 +1,272 @@
+"""Training: one loop, top to bottom — cloze samples per epoch, AdamW, warm-up + linear decay, validation with
+full-ranking NDCG@10, early stopping, the best model kept, an atomic checkpoint every epoch and exact resume.
+
+A model folder holds:
+    config.json, model.safetensors   the best model so far (by validation NDCG@10)
+    dataset/                          the prepared dataset it was trained on (histories, vocabulary, movies)
+    train_config.json                 the training settings
+    checkpoint.pt                     the last finished epoch, for --resume (tensors and plain values only)
+    history.jsonl, curves.png         per-epoch loss, validation metrics and seconds
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from bert4rec import evaluate
+from bert4rec.errors import Bert4RecError
+from bert4rec.fsutil import atomic_write, atomic_write_text
+from bert4rec.model import Bert4Rec, Bert4RecConfig
+from bert4rec.preprocess import MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
+from bert4rec.sequences import cloze_samples, crop, length_bucketed_batches, right_aligned, training_windows
+
+CHECKPOINT_FILE = "checkpoint.pt"
+TRAIN_CONFIG_FILE = "train_config.json"
+HISTORY_FILE = "history.jsonl"
+DATASET_DIR = "dataset"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.02  # of all steps
+    grad_clip: float = 5.0
+    mask_prob: float = 0.2
+    last_item_fraction: float = 0.1  # samples whose only masked item is the most recent one
+    valid_every: int = 1  # epochs between validations
+    patience: int | None = 10  # validations without improvement before stopping; None: never stop early
+    max_minutes: float | None = None  # stop after the epoch that crosses this training-time budget
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
+            raise Bert4RecError("epochs, batch size and validation interval must be positive")
+        if not 0 < self.mask_prob <= 1 or not 0 <= self.last_item_fraction <= 1:
+            raise Bert4RecError("mask probability must be in (0, 1] and the last-item fraction in [0, 1]")
+        if self.lr <= 0:
+            raise Bert4RecError("learning rate must be positive")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise Bert4RecError(f"{path}: unreadable training config ({exc})") from None
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested != "auto":
+        try:
+            device = torch.device(requested)
+        except RuntimeError as exc:
+            raise Bert4RecError(f"unknown device '{requested}' ({exc})") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise Bert4RecError("--device cuda requested but CUDA is not available")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise Bert4RecError("--device mps requested but Apple MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _optimizer(model: Bert4Rec, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only: none on LayerNorm weights and biases."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs finished
+    best_ndcg: float = -1.0
+    best_epoch: int = 0
+    bad_rounds: int = 0
+    train_seconds: float = 0.0
+
+
+def _save_checkpoint(out: Path, model, optimizer, scheduler, rng: np.random.Generator, state: TrainState,
+                     history: list[dict]) -> None:
+    payload = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(), "numpy_rng": json.dumps(rng.bit_generator.state),
+        "state": asdict(state), "history": json.dumps(history),
+    }
+    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(payload, p))
+
+
+def _load_checkpoint(out: Path, model, optimizer, scheduler, rng: np.random.Generator) -> tuple[TrainState, list]:
+    path = out / CHECKPOINT_FILE
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        rng.bit_generator.state = json.loads(payload["numpy_rng"])
+        return TrainState(**payload["state"]), json.loads(payload["history"])
+    except FileNotFoundError:
+        raise Bert4RecError(f"{path}: no checkpoint to resume from") from None
+    except Exception as exc:  # any unpickling or shape problem means the file is not ours or is damaged
+        raise Bert4RecError(f"{path}: corrupt or incompatible checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _write_history(out: Path, history: list[dict]) -> None:
+    atomic_write_text(out / HISTORY_FILE, "".join(json.dumps(h) + "\n" for h in history))
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_ndcg) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_loss.plot([h["epoch"] for h in history], [h["loss"] for h in history], color="tab:blue")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="cloze loss")
+    validated = [h for h in history if "valid_NDCG@10" in h]
+    ax_ndcg.plot([h["epoch"] for h in validated], [h["valid_NDCG@10"] for h in validated], "o-", color="tab:green")
+    ax_ndcg.set(xlabel="epoch", ylabel="NDCG@10", title="validation NDCG@10 (full ranking)")
+    for ax in (ax_loss, ax_ndcg):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def training_samples(dataset: PreparedDataset, max_len: int) -> np.ndarray:
+    """(S, max_len) right-aligned windows over the training items (validation and test targets held out)."""
+    seqs = dataset.sequences()
+    lengths = seqs.lengths
+    train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - 2, lengths)
+    starts, ends = training_windows(seqs.offsets, train_lengths, max_len)
+    if len(starts) == 0:
+        raise Bert4RecError("no training sequences with at least two items")
+    return right_aligned(seqs.tokens, starts, ends, max_len)
+
+
+def _epoch(model, windows, config: TrainConfig, optimizer, scheduler, rng, device, epoch: int,
+           progress: bool) -> tuple[float, float]:
+    """One pass over fresh cloze samples; returns (mean loss, sequences per second)."""
+    model.train()
+    samples = cloze_samples(windows, model.config.mask_token, config.mask_prob, config.last_item_fraction, rng)
+    batches = length_bucketed_batches(samples.lengths, config.batch_size, rng)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    total_loss, seen, started = 0.0, 0, time.perf_counter()
+    bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
+    for rows in bar:
+        lengths = samples.lengths[rows]
+        inputs = torch.from_numpy(crop(samples.inputs[rows], lengths)).to(device, non_blocking=True)
+        labels = torch.from_numpy(crop(samples.labels[rows], lengths)).to(device, non_blocking=True)
+        with autocast:
+            loss = model(inputs, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(rows)
+        seen += len(rows)
+        bar.set_postfix(loss=f"{loss.item():.3f}", seq_s=f"{seen / (time.perf_counter() - started):.0f}")
+    return total_loss / seen, seen / (time.perf_counter() - started)
+
+
+def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig | None = None,
+        config: TrainConfig | None = None, resume: bool = False, progress: bool = True,
+        on_epoch_end: Callable[[int], None] | None = None) -> dict:
+    """Train into ``out`` (or continue the run there with ``resume``); returns a summary dict."""
+    out = Path(out)
+    if resume:
+        config = TrainConfig.load(out / TRAIN_CONFIG_FILE) if config is None else config
+        dataset = load_prepared(out / DATASET_DIR)
+        model_config = Bert4RecConfig.load(out)
+    else:
+        if dataset is None:
+            raise Bert4RecError("no dataset to train on")
+        config = config or TrainConfig()
+        model_config = model_config or Bert4RecConfig(num_items=dataset.vocab.num_items)
+        if model_config.num_items != dataset.vocab.num_items:
+            raise Bert4RecError("model config and dataset disagree on the number of items")
+    config.validate()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = pick_device(config.device)
+    model = Bert4Rec(model_config).to(device)
+    windows = training_samples(dataset, model_config.max_len)
+    steps_per_epoch = math.ceil(len(windows) / config.batch_size)
+    optimizer = _optimizer(model, config)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, int(config.warmup_fraction * total_steps)),
+                                                total_steps)
+    if resume:
+        state, history = _load_checkpoint(out, model, optimizer, scheduler, rng)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        save_prepared(dataset, out / DATASET_DIR)
+        atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(asdict(config), indent=2))
+        model_config.save(out)
+        state, history = TrainState(), []
+
+    epochs = tqdm(range(state.epoch + 1, config.epochs + 1), desc="training", unit="epoch",
+                  initial=state.epoch, total=config.epochs, disable=not progress)
+    for epoch in epochs:
+        if _should_stop(state, config):
+            break
+        started = time.perf_counter()
+        loss, seq_per_s = _epoch(model, windows, config, optimizer, scheduler, rng, device, epoch, progress)
+        record = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0], "seq_per_s": seq_per_s,
+                  "train_seconds": time.perf_counter() - started}
+        state.train_seconds += record["train_seconds"]
+        if epoch % config.valid_every == 0 or epoch == config.epochs:
+            _validate(model, dataset, device, state, record, out)
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        state.epoch = epoch
+        _save_checkpoint(out, model, optimizer, scheduler, rng, state, history)
+        _write_history(out, history)
+        epochs.set_postfix(loss=f"{loss:.3f}", ndcg10=f"{state.best_ndcg:.4f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    if state.best_epoch == 0:  # no validation ran (e.g. resumed a finished run): keep the last weights
+        model.save(out)
+    plot_curves(history, out / "curves.png")
+    return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_ndcg,
+            "train_seconds": state.train_seconds, "seconds_per_epoch": state.train_seconds / max(1, len(history)),
+            "device": str(device), "history": history}
+
+
+def _should_stop(state: TrainState, config: TrainConfig) -> bool:
+    if config.patience is not None and state.bad_rounds >= config.patience:
+        return True
+    return config.max_minutes is not None and state.train_seconds >= 60 * config.max_minutes
+
+
+def _validate(model, dataset, device, state: TrainState, record: dict, out: Path) -> None:
+    model.eval()
+    result = evaluate.evaluate_scorer(evaluate.model_scorer(model, device), dataset, "valid",
+                                      model.config.max_len, sampled=False)
+    record |= {f"valid_{k}": v for k, v in result["full"].items()}
+    if record["valid_NDCG@10"] > state.best_ndcg:
+        state.best_ndcg, state.best_epoch, state.bad_rounds = record["valid_NDCG@10"], record["epoch"], 0
+        model.save(out)
+    else:
+        state.bad_rounds += 1
