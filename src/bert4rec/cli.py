@@ -124,6 +124,147 @@ def prepare_command(
         console.print(f"written to {out}")
 
 
+# ------------------------------------------------------------------------------------------------ training
+
+
+def load_dataset(data: str, params=None, columns=None):
+    """A prepared folder as it is, or any other dataset prepared on the fly with the given (or default) settings."""
+    from bert4rec import movielens, preprocess
+
+    if preprocess.is_prepared_dir(Path(data)):
+        return preprocess.load_prepared(Path(data))
+    raw = movielens.load(data, columns or movielens.Columns())
+    return preprocess.prepare(raw, params or preprocess.PrepareParams())
+
+
+def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    from bert4rec.train import CHECKPOINT_FILE
+
+    if resume:
+        if not (out / CHECKPOINT_FILE).is_file():
+            raise Bert4RecError(f"{out}: nothing to resume (no {CHECKPOINT_FILE})")
+        return
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise Bert4RecError(f"{out} already exists and is not empty: pass --resume to continue that run or "
+                            "--overwrite to start again")
+    if out.exists() and overwrite:
+        import shutil
+
+        shutil.rmtree(out)
+
+
+def _train_table(result: dict, out: Path) -> Table:
+    table = Table(title="training summary", show_header=False)
+    history = result["history"]
+    best = next((h for h in history if h["epoch"] == result["best_epoch"]), {})
+    rows = [
+        ("epochs run", str(result["epochs"])),
+        ("best epoch", str(result["best_epoch"])),
+        ("best validation NDCG@10", f"{best.get('valid_NDCG@10', float('nan')):.4f}"),
+        ("best validation HR@10", f"{best.get('valid_HR@10', float('nan')):.4f}"),
+        ("seconds per epoch (training)", f"{result['seconds_per_epoch']:.1f}"),
+        ("training minutes", f"{result['train_seconds'] / 60:.1f}"),
+        ("device", result["device"]),
+        ("model folder", str(out)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+@command("train")
+def train_command(
+    data: Annotated[str | None, typer.Option(
+        "--data", help="A prepared folder (bert4rec prepare), or any dataset --data of `prepare` accepts, "
+                       "prepared on the fly with default settings. Not needed with --resume.")] = None,
+    out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("model"),
+    epochs: Annotated[int, typer.Option(help="Maximum number of epochs.")] = 200,
+    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then linear decay).")] = 1e-3,
+    mask_prob: Annotated[float, typer.Option(help="Cloze masking probability.")] = 0.2,
+    last_item_fraction: Annotated[float, typer.Option(
+        help="Fraction of samples that mask only their most recent item.")] = 0.1,
+    hidden_size: Annotated[int, typer.Option(help="Hidden size.")] = 64,
+    layers: Annotated[int, typer.Option(help="Transformer layers.")] = 2,
+    heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
+    max_len: Annotated[int, typer.Option(help="Longest history the model reads.")] = 200,
+    dropout: Annotated[float, typer.Option(help="Dropout (hidden and attention).")] = 0.2,
+    valid_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
+    patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement "
+                                               "(0: never).")] = 10,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after the epoch that crosses this budget.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:1, mps.")]
+    = "auto",
+    seed: SeedOption = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing --out folder first.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train BERT4Rec; keeps the best model by validation NDCG@10 and a checkpoint every epoch."""
+    from bert4rec import train
+    from bert4rec.model import Bert4RecConfig
+
+    _check_out_dir(out, resume, overwrite)
+    config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, mask_prob=mask_prob,
+                               last_item_fraction=last_item_fraction, valid_every=valid_every,
+                               patience=patience or None, max_minutes=max_minutes, seed=seed, device=device)
+    if resume:
+        result = train.fit(None, out, resume=True, progress=not quiet)
+    else:
+        if data is None:
+            raise Bert4RecError("--data is required (a prepared folder, a release name or a ratings file)")
+        dataset = load_dataset(data)
+        model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, hidden_size=hidden_size, num_layers=layers,
+                                      num_heads=heads, intermediate_size=4 * hidden_size, dropout=dropout,
+                                      attention_dropout=dropout, max_len=max_len)
+        result = train.fit(dataset, out, model_config, config, progress=not quiet)
+    console.print(_train_table(result, out))
+
+
+def _metrics_table(result: dict) -> Table:
+    table = Table(title=f"{result['split']} split, {result['model']['users']:,} users")
+    protocols = [p for p in ("full", "sampled_100") if p in result["model"]]
+    table.add_column("metric")
+    for protocol in protocols:
+        label = "full ranking" if protocol == "full" else "100 sampled negatives"
+        table.add_column(f"BERT4Rec\n{label}", justify="right")
+        table.add_column(f"most popular\n{label}", justify="right")
+    for metric in result["model"]["full"]:
+        cells = []
+        for protocol in protocols:
+            cells += [f"{result['model'][protocol][metric]:.4f}", f"{result['most_popular'][protocol][metric]:.4f}"]
+        table.add_row(metric, *cells)
+    return table
+
+
+@command("evaluate")
+def evaluate_command(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `bert4rec train`.")],
+    split: Annotated[str, typer.Option(help="valid (model selection) or test (report once).")] = "test",
+    sampled: Annotated[bool, typer.Option(help="Also the paper's protocol: 100 negatives sampled by "
+                                               "popularity (seeded).")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    seed: SeedOption = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Exact evaluation: full ranking over all items, history excluded; writes MODEL_DIR/metrics.json."""
+    from bert4rec import evaluate, preprocess
+    from bert4rec.model import Bert4Rec
+    from bert4rec.train import DATASET_DIR, pick_device
+
+    if split not in evaluate.SPLITS:
+        raise Bert4RecError(f"--split must be one of {', '.join(evaluate.SPLITS)}, not '{split}'")
+    chosen = pick_device(device)
+    model = Bert4Rec.load(model_dir, chosen)
+    dataset = preprocess.load_prepared(model_dir / DATASET_DIR)
+    result = evaluate.evaluate_model(model, dataset, split, str(chosen), sampled=sampled, seed=seed)
+    evaluate.update_metrics_file(model_dir / "metrics.json", split, result)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        console.print(_metrics_table(result))
+
+
 def main() -> None:
     app()
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from bert4rec import metrics
 from bert4rec.errors import Bert4RecError
+from bert4rec.fsutil import atomic_write_text
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import TRAIN, PreparedDataset, Sequences
 from bert4rec.sequences import exclude_seen, inference_inputs
@@ -153,7 +154,11 @@ def evaluate_model(model: Bert4Rec, dataset: PreparedDataset, split: str = "test
     }
 
 
-def write_metrics(result: dict, path: Path) -> None:
-    tmp = Path(path).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+def update_metrics_file(path: Path, split: str, result: dict) -> None:
+    """Store ``result`` under ``split`` in metrics.json, keeping the other split's entry."""
+    try:
+        existing = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        existing = {}
+    existing = existing if isinstance(existing, dict) else {}
+    atomic_write_text(Path(path), json.dumps(existing | {split: result}, indent=2))

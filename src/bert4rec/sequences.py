@@ -28,8 +28,8 @@ def training_windows(offsets: np.ndarray, train_lengths: np.ndarray, max_len: in
     """Cover each user's training items with windows of at most ``max_len``.
 
     Windows are cut back from the most recent item: [end - max_len, end), [end - 2 max_len, end - max_len), ...
-    so every training interaction is in exactly one window. Windows of fewer than two items teach nothing
-    about order and are dropped. Returns (starts, ends) into the flat token array.
+    so every training interaction is in at most one window. A window of one item (the oldest leftover) teaches
+    nothing about order and is dropped. Returns (starts, ends) into the flat token array.
     """
     begin = offsets[:-1]
     end = begin + train_lengths

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from bert4rec.errors import Bert4RecError
+from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig
+
+TINY = dict(num_items=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_len=8)
+
+
+def tiny_model(**overrides) -> Bert4Rec:
+    torch.manual_seed(0)
+    return Bert4Rec(Bert4RecConfig(**(TINY | overrides))).eval()
+
+
+def test_defaults_are_the_papers_ml1m_setup():
+    config = Bert4RecConfig(num_items=3416)
+    assert (config.hidden_size, config.num_layers, config.num_heads, config.intermediate_size) == (64, 2, 2, 256)
+    assert (config.dropout, config.max_len, config.vocab_size, config.mask_token) == (0.2, 200, 3418, 3417)
+
+
+def test_shapes_and_tied_output():
+    model = tiny_model()
+    inputs = torch.tensor([[0, 0, 3, 4, 31], [1, 2, 3, 4, 31]])
+    assert model.encode(inputs).shape == (2, 5, 16)
+    assert model.score_last(inputs).shape == (2, 30)  # items only: PAD and MASK have no column
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("decoder" in n for n in names), "output layer is tied to the item embeddings"
+
+
+def test_loss_only_at_masked_positions_equals_full_cross_entropy():
+    model = tiny_model()
+    inputs = torch.tensor([[0, 5, 31, 7], [2, 31, 31, 9]])
+    labels = torch.tensor([[IGNORE, IGNORE, 6, IGNORE], [IGNORE, 3, 4, IGNORE]])
+    loss = model(inputs, labels)
+    hidden = model.encode(inputs)
+    all_scores = model.item_scores(hidden.reshape(-1, 16))  # (B*L, N): what BertForMaskedLM would build
+    expected = F.cross_entropy(all_scores[labels.reshape(-1) != IGNORE], labels[labels != IGNORE] - 1)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_padding_width_does_not_change_scores():
+    """Position ids count from the end, so a batch padded to max_len and a cropped one agree."""
+    model = tiny_model()
+    short = torch.tensor([[3, 4, 31]])
+    padded = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 31]])
+    torch.testing.assert_close(model.score_last(short), model.score_last(padded), rtol=1e-5, atol=1e-5)
+
+
+def test_too_long_input_is_rejected():
+    with pytest.raises(Bert4RecError, match="exceeds"):
+        tiny_model().encode(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_save_load_round_trip_gives_identical_scores(tmp_path):
+    model = tiny_model()
+    model.save(tmp_path)
+    back = Bert4Rec.load(tmp_path).eval()
+    inputs = torch.tensor([[1, 2, 3, 31]])
+    assert torch.equal(model.score_last(inputs), back.score_last(inputs))
+    assert json.loads((tmp_path / "config.json").read_text())["format"] == "bert4rec-model"
+
+
+def test_corrupt_and_mismatched_folders(tmp_path):
+    with pytest.raises(Bert4RecError, match="missing; not a bert4rec model folder"):
+        Bert4Rec.load(tmp_path)
+    tiny_model().save(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(Bert4RecError, match="corrupt or unreadable weights"):
+        Bert4Rec.load(tmp_path)
+    weights.write_bytes(good)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"hidden_size": 32, "intermediate_size": 64}))
+    with pytest.raises(Bert4RecError, match="has shape"):
+        Bert4Rec.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config | {"version": 99}))
+    with pytest.raises(Bert4RecError, match="incompatible"):
+        Bert4Rec.load(tmp_path)
+    weights.unlink()
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Bert4RecError, match="missing model weights"):
+        Bert4Rec.load(tmp_path)

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bert4rec.model import IGNORE
+from bert4rec.sequences import (
+    cloze_samples,
+    crop,
+    exclude_seen,
+    inference_inputs,
+    length_bucketed_batches,
+    right_aligned,
+    training_windows,
+)
+
+MASK = 99
+
+
+def test_right_aligned_pads_on_the_left_and_keeps_the_most_recent():
+    tokens = np.array([1, 2, 3, 4, 5, 6, 7])
+    rows = right_aligned(tokens, np.array([0, 3]), np.array([3, 7]), width=3)
+    assert rows.tolist() == [[1, 2, 3], [5, 6, 7]]
+    rows = right_aligned(tokens, np.array([0, 5]), np.array([2, 7]), width=4)
+    assert rows.tolist() == [[0, 0, 1, 2], [0, 0, 6, 7]]
+
+
+def test_training_windows_cover_training_items_once():
+    offsets = np.array([0, 7, 9, 10])
+    train_lengths = np.array([7, 2, 1])  # the last user has one item: no window
+    starts, ends = training_windows(offsets, train_lengths, max_len=3)
+    covered = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+    # windows are cut back from the most recent item: [4, 7), [1, 4); the leftover oldest item 0 alone is dropped
+    assert sorted(covered.tolist()) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert len(covered) == len(set(covered.tolist()))
+    assert (ends - starts).max() <= 3
+
+
+def test_training_windows_drop_single_items_but_keep_pairs():
+    starts, ends = training_windows(np.array([0, 4]), np.array([4]), max_len=3)
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [(1, 4)]
+
+
+def test_cloze_masking_invariants():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 50, size=2000)
+    windows = np.zeros((2000, 50), dtype=np.int64)
+    for row, n in enumerate(lengths):
+        windows[row, 50 - n :] = rng.integers(1, 90, size=n)
+    samples = cloze_samples(windows, MASK, mask_prob=0.2, last_item_fraction=0.0, rng=rng)
+    masked = samples.inputs == MASK
+    real = windows != 0
+    assert not (masked & ~real).any(), "padding is never masked"
+    assert (samples.labels[masked] == windows[masked]).all()
+    assert (samples.labels[~masked] == IGNORE).all()
+    assert (samples.inputs[~masked] == windows[~masked]).all()
+    assert masked.any(1).all(), "every row predicts at least one item"
+    rate = masked.sum() / real.sum()
+    assert 0.19 < rate < 0.23  # 0.2, plus rows forced to one mask
+    assert (samples.lengths == lengths).all()
+    assert not (windows == MASK).any(), "[MASK] is not an item id"
+
+
+def test_last_item_samples_mask_only_the_most_recent_item():
+    rng = np.random.default_rng(1)
+    windows = np.tile(np.arange(1, 21), (500, 1))
+    samples = cloze_samples(windows, MASK, mask_prob=0.5, last_item_fraction=0.3, rng=rng)
+    last_only = (samples.inputs == MASK).sum(1) == 1
+    last_only &= samples.inputs[:, -1] == MASK
+    assert 0.25 < last_only.mean() < 0.4
+
+
+def test_masks_are_fresh_each_call():
+    rng = np.random.default_rng(2)
+    windows = np.tile(np.arange(1, 31), (10, 1))
+    a = cloze_samples(windows, MASK, 0.2, 0.0, rng).inputs
+    b = cloze_samples(windows, MASK, 0.2, 0.0, rng).inputs
+    assert not np.array_equal(a, b)
+
+
+def test_length_buckets_cover_all_rows_once_and_group_similar_lengths():
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 200, size=1000)
+    batches = length_bucketed_batches(lengths, 64, rng)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 30  # random batches would span ~190
+
+
+def test_crop_keeps_the_longest_row():
+    rows = np.array([[0, 0, 1, 2], [0, 3, 4, 5]])
+    assert crop(rows, np.array([2, 3])).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_inference_inputs_append_mask_after_history():
+    tokens = np.array([1, 2, 3, 4, 5, 6])
+    inputs = inference_inputs(tokens, np.array([0, 4]), np.array([4, 6]), max_len=4, mask_token=MASK)
+    # max_len 4 -> last 3 history items, then [MASK]; the last watched item is kept, not overwritten
+    assert inputs.tolist() == [[2, 3, 4, MASK], [0, 5, 6, MASK]]
+
+
+def test_exclude_seen_uses_the_whole_history():
+    tokens = np.array([1, 2, 3, 4, 5])
+    scores = torch.zeros(2, 6)
+    exclude_seen(scores, tokens, np.array([0, 3]), np.array([3, 5]))
+    assert torch.isinf(scores[0]).tolist() == [True, True, True, False, False, False]
+    assert torch.isinf(scores[1]).tolist() == [False, False, False, True, True, False]

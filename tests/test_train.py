@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bert4rec import movielens, preprocess, train
+from bert4rec.errors import Bert4RecError
+from bert4rec.evaluate import EvalSet, full_ranking_ranks, model_scorer
+from bert4rec.model import Bert4Rec, Bert4RecConfig
+from bert4rec.movielens import RawDataset
+
+TINY = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_len=16, dropout=0.0,
+            attention_dropout=0.0)
+
+
+def pattern_dataset(users: int = 40, items: int = 20, length: int = 14) -> preprocess.PreparedDataset:
+    """Every user walks the catalogue in order from a different start: the next item is always current + 1."""
+    rows = [(u, (u + k) % items + 1, 4.0, k) for u in range(users) for k in range(length)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "pattern")
+    return preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
+
+
+def tiny_config(dataset) -> Bert4RecConfig:
+    return Bert4RecConfig(num_items=dataset.vocab.num_items, **TINY)
+
+
+def test_overfits_a_tiny_dataset(tmp_path):
+    dataset = pattern_dataset()
+    config = train.TrainConfig(epochs=200, batch_size=8, lr=5e-3, mask_prob=0.3, valid_every=50, patience=None,
+                               warmup_fraction=0.05)
+    result = train.fit(dataset, tmp_path / "model", tiny_config(dataset), config, progress=False)
+    losses = [h["loss"] for h in result["history"]]
+    assert losses[-1] < 0.5 * losses[0]
+    model = Bert4Rec.load(tmp_path / "model")
+    seqs = dataset.sequences()
+    users = np.arange(seqs.num_users)
+    # training-set recall: hide each user's last training item and ask for it
+    train_set = EvalSet(seqs.tokens, seqs.offsets[users], seqs.offsets[users + 1] - 3,
+                        seqs.tokens[seqs.offsets[users + 1] - 3] - 1)
+    ranks = full_ranking_ranks(model_scorer(model), train_set, 16, dataset.vocab.mask)
+    assert np.mean(ranks < 10) > 0.95
+    assert result["best_valid_NDCG@10"] > 0.8
+
+
+def test_outputs_of_a_run(tmp_path):
+    dataset = pattern_dataset()
+    out = tmp_path / "model"
+    result = train.fit(dataset, out, tiny_config(dataset), train.TrainConfig(epochs=2, batch_size=8),
+                       progress=False)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"loss", "seconds", "valid_NDCG@10", "valid_HR@10"} <= set(history[0])
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert preprocess.load_prepared(out / "dataset").stats["num_users"] == 40
+    assert result["best_epoch"] in (1, 2)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # plain tensors and values only
+    assert json.loads(checkpoint["history"])[-1]["epoch"] == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
+    dataset = pattern_dataset()
+    config = train.TrainConfig(epochs=4, batch_size=8, seed=7, patience=None)
+    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **(TINY | {"dropout": 0.2}))
+    train.fit(dataset, tmp_path / "straight", model_config, config, progress=False)
+
+    def crash_after_two(epoch):
+        if epoch == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train.fit(dataset, tmp_path / "resumed", model_config, config, progress=False, on_epoch_end=crash_after_two)
+    result = train.fit(None, tmp_path / "resumed", resume=True, progress=False)
+    assert result["epochs"] == 4
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, resumed[name]), name
+    best_a = load_file(tmp_path / "straight" / "model.safetensors")
+    best_b = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+
+
+def test_early_stopping_and_budget(tmp_path):
+    dataset = pattern_dataset()
+    result = train.fit(dataset, tmp_path / "m", tiny_config(dataset),
+                       train.TrainConfig(epochs=50, batch_size=8, lr=1e-9, patience=2), progress=False)
+    assert result["epochs"] < 50  # a frozen model stops improving at once
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(Bert4RecError):
+        train.fit(None, tmp_path / "nothing", resume=True, progress=False)
+    dataset = pattern_dataset()
+    out = tmp_path / "m"
+    train.fit(dataset, out, tiny_config(dataset), train.TrainConfig(epochs=1, batch_size=8), progress=False)
+    (out / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(Bert4RecError, match="corrupt or incompatible checkpoint"):
+        train.fit(None, out, resume=True, progress=False)
+
+
+def test_device_selection():
+    assert train.pick_device("cpu").type == "cpu"
+    assert train.pick_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(Bert4RecError):
+        train.pick_device("tpu9")
