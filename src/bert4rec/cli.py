@@ -250,7 +250,8 @@ def evaluate_command(
     """Exact evaluation: full ranking over all items, history excluded; writes MODEL_DIR/metrics.json."""
     from bert4rec import evaluate, preprocess
     from bert4rec.model import Bert4Rec
-    from bert4rec.train import DATASET_DIR, pick_device
+    from bert4rec.preprocess import DATASET_DIR
+    from bert4rec.train import pick_device
 
     if split not in evaluate.SPLITS:
         raise Bert4RecError(f"--split must be one of {', '.join(evaluate.SPLITS)}, not '{split}'")
@@ -263,6 +264,150 @@ def evaluate_command(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         console.print(_metrics_table(result))
+
+
+# ------------------------------------------------------------------------------------------------ recommending
+
+
+def _recs_table(recs, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("#", "right"), ("movieId", "right"), ("title", "left"), ("year", "right"),
+                          ("genres", "left"), ("score", "right")):
+        table.add_column(name, justify=justify)
+    for rank, item in enumerate(recs.items, 1):
+        table.add_row(str(rank), str(item["movieId"]), item["title"], str(item["year"] or ""),
+                      ", ".join(item["genres"]), f"{item['score']:.3f}")
+    return table
+
+
+def _history_line(recs, limit: int = 5) -> str:
+    titles = [h["title"] for h in recs.history[-limit:]]
+    more = len(recs.history) - len(titles)
+    return ("most recently watched: " + "; ".join(reversed(titles)) + (f" (+{more:,} earlier)" if more else ""))
+
+
+@command("recommend")
+def recommend_command(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `bert4rec train`.")],
+    more_titles: Annotated[list[str] | None, typer.Argument(
+        help="More titles for --movies: `--movies \"Toy Story\" \"Heat\"`.", show_default=False)] = None,
+    user: Annotated[int | None, typer.Option(help="A userId of the training data: recommend from their history.")]
+    = None,
+    movies: Annotated[list[str] | None, typer.Option(
+        help="A history of titles, oldest first, matched forgivingly (\"toy story\", \"matrix 1999\").")] = None,
+    movie_ids: Annotated[list[int] | None, typer.Option(help="A history of movieIds, oldest first (repeat).")]
+    = None,
+    users: Annotated[str | None, typer.Option(
+        help="Batch mode: 'all' or comma-separated userIds; writes --out (parquet or csv).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output file for --users.")] = None,
+    k: Annotated[int, typer.Option(help="How many movies to recommend.")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="Allow movies already in the history.")] = False,
+    genre: Annotated[list[str] | None, typer.Option(help="Only movies of these genres (repeat).")] = None,
+    year_min: Annotated[int | None, typer.Option(help="Only movies released in or after this year.")] = None,
+    year_max: Annotated[int | None, typer.Option(help="Only movies released in or before this year.")] = None,
+    exclude: Annotated[list[int] | None, typer.Option(help="Never recommend these movieIds (repeat).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or mps.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Recommend movies for a known user, a list of titles or movieIds, or all users at once."""
+    from bert4rec.recommend import Filters, Recommender
+
+    titles = list(movies or []) + list(more_titles or [])
+    if more_titles and not movies:
+        raise Bert4RecError(f"unexpected argument(s) {more_titles}: titles follow --movies")
+    modes = [user is not None, bool(titles), bool(movie_ids), users is not None]
+    if sum(modes) != 1:
+        raise Bert4RecError("give exactly one of --user, --movies, --movie-ids or --users")
+    if users is not None and out is None:
+        raise Bert4RecError("--users needs --out FILE (.parquet or .csv)")
+    filters = Filters(exclude_seen=not include_seen, exclude=exclude, genres=genre, year_min=year_min,
+                      year_max=year_max)
+    recommender = Recommender.load(model_dir, device)
+    if users is not None:
+        _batch_recommend(recommender, users, out, k, filters)
+        return
+    if user is not None:
+        recs, title = recommender.recommend_user(user, k, filters), f"top {k} for user {user}"
+    elif titles:
+        recs, title = recommender.recommend_titles(titles, k, filters), f"top {k} after {len(titles)} titles"
+    else:
+        recs, title = recommender.recommend_history(movie_ids, k, filters), f"top {k} after {len(movie_ids)} movies"
+    if as_json:
+        sys.stdout.write(json.dumps(recs.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    if recs.fallback:
+        title += " (no usable history: most popular movies)"
+    console.print(_recs_table(recs, title))
+    if recs.history:
+        console.print(_history_line(recs), highlight=False)
+
+
+def _batch_recommend(recommender, users: str, out: Path, k: int, filters) -> None:
+    from bert4rec.fsutil import atomic_write
+
+    if users.strip().lower() == "all":
+        ids = None
+    else:
+        try:
+            ids = [int(u) for u in users.split(",") if u.strip()]
+        except ValueError:
+            raise Bert4RecError(f"--users must be 'all' or comma-separated integer ids, not '{users}'") from None
+    if out.suffix not in {".parquet", ".csv"}:
+        raise Bert4RecError(f"--out must end in .parquet or .csv, not '{out.name}'")
+    frame = recommender.recommend_users(ids, k, filters)
+    writer = (lambda p: frame.to_parquet(p, index=False)) if out.suffix == ".parquet" else (
+        lambda p: frame.to_csv(p, index=False))
+    atomic_write(out, writer)
+    console.print(f"{frame['userId'].nunique():,} users × top {k} written to {out}")
+
+
+# ------------------------------------------------------------------------------------------------ quickstart
+
+QUICKSTART_TITLES = ["Toy Story", "Matrix", "Shawshank Redemption"]
+
+
+@command("quickstart")
+def quickstart_command(
+    out: Annotated[Path, typer.Option(help="Model folder to (re)create.")] = Path("quickstart-model"),
+    data: Annotated[str, typer.Option(help="Dataset to use (release name, folder or file).")] = "ml-latest-small",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 60,
+    max_minutes: Annotated[float, typer.Option(help="Training-time budget in minutes.")] = 4.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """The whole pipeline in one go: get ml-latest-small (local data home first, else download), prepare it,
+    train a small model for a few minutes, evaluate it against the popularity baseline, and recommend."""
+    import shutil
+
+    from bert4rec import evaluate, train
+    from bert4rec.model import Bert4Rec, Bert4RecConfig
+    from bert4rec.recommend import Recommender
+
+    console.rule(f"1/4 data: {data}")
+    dataset = load_dataset(data)
+    console.print(_stats_table(dataset.stats))
+    console.rule("2/4 training")
+    if out.exists():
+        shutil.rmtree(out)
+    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, max_len=100)
+    config = train.TrainConfig(epochs=epochs, batch_size=64, max_minutes=max_minutes, valid_every=2, patience=5,
+                               device=device)
+    result = train.fit(dataset, out, model_config, config)
+    console.print(_train_table(result, out))
+    console.rule("3/4 evaluation on the test split")
+    chosen = train.pick_device(device)
+    metrics = evaluate.evaluate_model(Bert4Rec.load(out, chosen), dataset, "test", str(chosen))
+    evaluate.update_metrics_file(out / "metrics.json", "test", metrics)
+    console.print(_metrics_table(metrics))
+    console.rule("4/4 recommendations")
+    recommender = Recommender.load(out, chosen)
+    user = int(dataset.user_ids[0])
+    recs = recommender.recommend_user(user, 10)
+    console.print(_recs_table(recs, f"top 10 for user {user}"))
+    console.print(_history_line(recs), highlight=False)
+    recs = recommender.recommend_titles(QUICKSTART_TITLES, 10)
+    console.print(_recs_table(recs, "top 10 after watching " + ", ".join(QUICKSTART_TITLES)))
+    console.print(f"\nNext: bert4rec recommend {out} --movies \"Heat\" \"Fargo\"   |   "
+                  f"bert4rec evaluate {out} --split valid", highlight=False)
 
 
 def main() -> None:

@@ -14,3 +14,31 @@ class DataError(Bert4RecError):
 
 class DownloadError(Bert4RecError):
     """A release could not be fetched or failed its integrity check."""
+
+
+class ModelFolderError(Bert4RecError):
+    """A model folder is missing, incomplete, corrupt or from an incompatible version."""
+
+
+class UnknownUserError(Bert4RecError):
+    """A user id that the model's data does not contain."""
+
+
+class UnknownItemError(Bert4RecError):
+    """Movie ids that are not in the model's catalogue."""
+
+
+class TitleNotFoundError(Bert4RecError):
+    """A title that matches no movie."""
+
+
+class AmbiguousTitleError(Bert4RecError):
+    """A title that matches several movies equally well; ``candidates`` lists them."""
+
+    def __init__(self, message: str, candidates: list[dict]):
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class InvalidRequestError(Bert4RecError):
+    """A parameter out of range (k, filters, history length)."""

@@ -23,6 +23,7 @@ FORMAT = "bert4rec-prepared"
 VERSION = 1
 TRAIN, VALID, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "valid", "test")
+DATASET_DIR = "dataset"  # where a model folder keeps the prepared dataset it was trained on
 MIN_EVAL_LENGTH = 3  # a user needs a training item, a validation target and a test target
 
 

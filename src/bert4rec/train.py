@@ -27,13 +27,12 @@ from bert4rec import evaluate
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write, atomic_write_text
 from bert4rec.model import Bert4Rec, Bert4RecConfig
-from bert4rec.preprocess import MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
+from bert4rec.preprocess import DATASET_DIR, MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
 from bert4rec.sequences import cloze_samples, crop, length_bucketed_batches, right_aligned, training_windows
 
 CHECKPOINT_FILE = "checkpoint.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
 HISTORY_FILE = "history.jsonl"
-DATASET_DIR = "dataset"
 
 
 @dataclass

@@ -1,0 +1,194 @@
+"""Recommender: load a trained model folder and recommend for known users, ad-hoc histories or titles.
+
+Serving code: imports the model, the data layer and the catalogue, never the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bert4rec.catalog import Catalog
+from bert4rec.errors import Bert4RecError, InvalidRequestError, ModelFolderError, UnknownUserError
+from bert4rec.model import Bert4Rec
+from bert4rec.preprocess import DATASET_DIR, load_prepared
+from bert4rec.sequences import exclude_seen, inference_inputs
+
+MAX_K = 1000
+BATCH = 256
+
+
+@dataclass
+class Filters:
+    """Restrictions on what may be recommended."""
+
+    exclude_seen: bool = True
+    include: Sequence[int] | None = None  # only these movie ids
+    exclude: Sequence[int] | None = None  # never these movie ids
+    genres: Sequence[str] | None = None  # at least one of these genres
+    year_min: int | None = None
+    year_max: int | None = None
+
+
+@dataclass
+class Recommendations:
+    items: list[dict]  # movieId, title, year, genres, score — best first
+    history: list[dict] = field(default_factory=list)  # the movies the recommendation was based on
+    fallback: str | None = None  # "popularity" when the history gave the model nothing to work with
+
+    def to_dict(self) -> dict:
+        return {"items": self.items, "history": self.history, "fallback": self.fallback}
+
+
+class Recommender:
+    def __init__(self, model: Bert4Rec, dataset, device: str | torch.device = "cpu"):
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.vocab = dataset.vocab
+        self.histories = dataset.sequences()
+        self.user_index = pd.Series(np.arange(len(dataset.user_ids)), index=dataset.user_ids)
+        popularity = np.bincount(self.histories.tokens - 1, minlength=self.vocab.num_items)
+        self.catalog = Catalog(dataset.movies, popularity)
+        self.genres = self.catalog.movies["genres"].astype(str).str.lower().str.split("|")
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | torch.device = "cpu") -> Recommender:
+        folder = Path(model_dir)
+        if not folder.is_dir():
+            raise ModelFolderError(f"{folder}: no such model folder")
+        try:
+            model = Bert4Rec.load(folder, device)
+            dataset = load_prepared(folder / DATASET_DIR)
+        except ModelFolderError:
+            raise
+        except Bert4RecError as exc:
+            raise ModelFolderError(str(exc)) from None
+        if model.config.num_items != dataset.vocab.num_items:
+            raise ModelFolderError(f"{folder}: model has {model.config.num_items} items but its dataset "
+                                   f"{dataset.vocab.num_items}")
+        return cls(model, dataset, device)
+
+    # ------------------------------------------------------------------------------------------ core
+
+    def _allowed(self, filters: Filters) -> np.ndarray:
+        """(N,) bool: catalogue rows that pass the filters shared by every row of a request."""
+        allowed = np.ones(self.vocab.num_items, dtype=bool)
+        if filters.include is not None:
+            allowed[:] = False
+            allowed[self.catalog.rows_of_ids(filters.include)] = True
+        if filters.exclude:
+            allowed[self.catalog.rows_of_ids(filters.exclude)] = False
+        if filters.genres:
+            wanted = {g.lower() for g in filters.genres}
+            allowed &= self.genres.map(lambda gs: not wanted.isdisjoint(gs)).to_numpy(dtype=bool)
+        years = self.catalog.years
+        if filters.year_min is not None:
+            allowed &= years >= filters.year_min
+        if filters.year_max is not None:
+            allowed &= (years <= filters.year_max) & (years >= 0)
+        return allowed
+
+    @staticmethod
+    def _check_k(k: int) -> None:
+        if not 1 <= k <= MAX_K:
+            raise InvalidRequestError(f"k must be between 1 and {MAX_K}, got {k}")
+
+    @torch.inference_mode()
+    def _top_k(self, tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int,
+               filters: Filters) -> tuple[np.ndarray, np.ndarray]:
+        """(B, k) catalogue rows and scores, best first; -inf scores mark slots with nothing left to offer."""
+        allowed = torch.from_numpy(self._allowed(filters)).to(self.device)
+        rows, scores = [], []
+        k = min(k, self.vocab.num_items)
+        for i in range(0, len(starts), BATCH):
+            s, e = starts[i : i + BATCH], ends[i : i + BATCH]
+            inputs = torch.from_numpy(inference_inputs(tokens, s, e, self.model.config.max_len, self.vocab.mask))
+            batch = self.model.score_last(inputs.to(self.device)).float()
+            batch = batch.masked_fill(~allowed, float("-inf"))
+            if filters.exclude_seen:
+                exclude_seen(batch, tokens, s, e)
+            top = torch.topk(batch, k, dim=1)
+            rows.append(top.indices.cpu().numpy())
+            scores.append(top.values.cpu().numpy())
+        return np.concatenate(rows), np.concatenate(scores)
+
+    def _popular(self, k: int, filters: Filters, seen: np.ndarray) -> Recommendations:
+        score = np.where(self._allowed(filters), self.catalog.popularity, -np.inf)
+        if filters.exclude_seen:
+            score[seen] = -np.inf
+        order = np.argsort(-score, kind="stable")[:k]
+        order = order[np.isfinite(score[order])]
+        return self._result(order, score[order], seen, fallback="popularity")
+
+    def _result(self, rows: np.ndarray, scores: np.ndarray, history_rows: np.ndarray,
+                fallback: str | None = None) -> Recommendations:
+        keep = np.isfinite(scores)
+        items = self.catalog.describe(rows[keep])
+        for item, score in zip(items, scores[keep], strict=True):
+            item["score"] = float(score)
+        return Recommendations(items, self.catalog.describe(history_rows), fallback)
+
+    # ------------------------------------------------------------------------------------------ public
+
+    def user_history(self, user_id: int) -> np.ndarray:
+        """Catalogue rows of a known user's full history, oldest first."""
+        if user_id not in self.user_index.index:
+            raise UnknownUserError(f"unknown user id {user_id} (the model knows {len(self.user_index):,} users)")
+        return self.histories.user(int(self.user_index[user_id])) - 1
+
+    def recommend_user(self, user_id: int, k: int = 10, filters: Filters | None = None) -> Recommendations:
+        """Next movies for a user of the training data, from their whole history."""
+        return self.recommend_rows(self.user_history(user_id), k, filters)
+
+    def recommend_history(self, movie_ids: Sequence[int], k: int = 10, filters: Filters | None = None,
+                          ignore_unknown: bool = False) -> Recommendations:
+        """Next movies after an ad-hoc history of movie ids, oldest first. Ids the model does not know are an
+        error, or skipped with ``ignore_unknown``; a history with no known movie falls back to popularity."""
+        if ignore_unknown:
+            movie_ids = [i for i in movie_ids if i in self.catalog.row_of_id.index]
+        return self.recommend_rows(self.catalog.rows_of_ids(movie_ids), k, filters)
+
+    def recommend_titles(self, titles: Sequence[str], k: int = 10,
+                         filters: Filters | None = None) -> Recommendations:
+        """Next movies after a history given as titles, matched forgivingly; ambiguity raises, never guesses."""
+        return self.recommend_rows(np.array([self.catalog.match(t) for t in titles], dtype=np.int64), k, filters)
+
+    def recommend_rows(self, rows: np.ndarray, k: int = 10, filters: Filters | None = None) -> Recommendations:
+        self._check_k(k)
+        filters = filters or Filters()
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return self._popular(k, filters, rows)
+        tokens = rows + 1
+        top, scores = self._top_k(tokens, np.array([0]), np.array([len(tokens)]), k, filters)
+        return self._result(top[0], scores[0], rows)
+
+    def recommend_users(self, user_ids: Sequence[int] | None = None, k: int = 10,
+                        filters: Filters | None = None) -> pd.DataFrame:
+        """Top-k for many known users at once (all users when ``user_ids`` is None), one row per
+        (user, rank): userId, rank, movieId, title, score."""
+        self._check_k(k)
+        filters = filters or Filters()
+        if user_ids is None:
+            users = np.arange(len(self.user_index))
+        else:
+            for user_id in user_ids:
+                self.user_history(user_id)  # raises on the first unknown id
+            users = self.user_index.reindex(np.asarray(user_ids)).to_numpy(dtype=np.int64)
+        seqs = self.histories
+        top, scores = self._top_k(seqs.tokens, seqs.offsets[users], seqs.offsets[users + 1], k, filters)
+        width = top.shape[1]
+        keep = np.isfinite(scores).ravel()
+        flat = top.ravel()[keep]
+        return pd.DataFrame({
+            "userId": np.repeat(self.user_index.index.to_numpy()[users], width)[keep],
+            "rank": np.tile(np.arange(1, width + 1), len(users))[keep],
+            "movieId": self.catalog.movies["item_id"].to_numpy()[flat],
+            "title": self.catalog.movies["title"].to_numpy()[flat],
+            "score": scores.ravel()[keep],
+        })
