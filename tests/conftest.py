@@ -39,3 +39,21 @@ def _isolated_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("BERT4REC_DATA_HOME", raising=False)
     monkeypatch.setenv("BERT4REC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("BERT4REC_BASE_URL", "http://127.0.0.1:9/unreachable")
+
+
+TINY_TRAIN_ARGS = ["--epochs", "2", "--hidden-size", "16", "--layers", "1", "--heads", "2", "--max-len", "20",
+                   "--batch-size", "64", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny model trained for two epochs on ml-latest-small through the real CLI (shared, read-only)."""
+    from typer.testing import CliRunner
+
+    from bert4rec.cli import app
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    result = CliRunner().invoke(app, ["train", "--data", str(shared("ml-latest-small")), "--out", str(out),
+                                      *TINY_TRAIN_ARGS])
+    assert result.exit_code == 0, result.output
+    return out

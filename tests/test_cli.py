@@ -1,0 +1,163 @@
+"""The command line end to end, on real files and a tiny model trained by the CLI itself."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import TINY_TRAIN_ARGS, shared
+from typer.testing import CliRunner
+
+from bert4rec.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("error:"), result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["download", "prepare", "train", "evaluate", "recommend", "quickstart"])
+def test_every_command_has_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.output and len(result.output) > 300
+
+
+def test_prepare_writes_dataset_and_summary(tmp_path):
+    out = tmp_path / "prepared"
+    result = run("prepare", "--data", shared("ml-latest-small"), "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (610, 3650, 90_274)
+    assert sorted(p.name for p in out.iterdir()) == ["interactions.parquet", "movies.parquet", "stats.json",
+                                                     "vocab.json"]
+
+
+def test_prepare_custom_columns(tmp_path):
+    pd.DataFrame({"u": [1, 1, 1, 2, 2, 2], "m": [5, 6, 7, 5, 6, 7], "t": range(6)}).to_csv(tmp_path / "log.csv",
+                                                                                      index=False)
+    result = run("prepare", "--data", tmp_path / "log.csv", "--out", tmp_path / "p", "--user-col", "u",
+                 "--item-col", "m", "--time-col", "t", "--rating-col", "", "--min-user", "1", "--min-item", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "p" / "stats.json").read_text())["num_interactions"] == 6
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("userId,movieId,rating,timestamp\n1,abc,4,5\n", "'abc' is not a number"),
+        ("", "file is empty"),
+        ("userId,movieId,rating,timestamp\n1,2,4,5\n", "no interactions left after filtering"),
+        ("user,movie\n1,2\n", "missing column 'userId'"),
+    ],
+)
+def test_prepare_rejects_bad_input_and_writes_nothing(tmp_path, content, fragment):
+    (tmp_path / "ratings.csv").write_text(content)
+    out = tmp_path / "out"
+    assert_clean_error(run("prepare", "--data", tmp_path / "ratings.csv", "--out", out), fragment)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.csv"]
+
+
+def test_prepare_unknown_release_and_missing_file(tmp_path):
+    assert_clean_error(run("prepare", "--data", "ml-99z", "--out", tmp_path / "o"), "not a MovieLens release")
+    assert_clean_error(run("prepare", "--data", "ml-1m", "--out", tmp_path / "o"), "BERT4REC_DATA_HOME")
+
+
+def test_train_refuses_to_clobber(tiny_model_dir):
+    assert_clean_error(run("train", "--data", shared("ml-latest-small"), "--out", tiny_model_dir),
+                       "--resume")
+
+
+def test_train_from_prepared_folder_and_resume(tmp_path):
+    prepared = tmp_path / "prepared"
+    result = run("prepare", "--data", shared("ml-latest-small"), "--out", prepared, "--sample-users", "0.2")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "model"
+    result = run("train", "--data", prepared, "--out", out, *TINY_TRAIN_ARGS)
+    assert result.exit_code == 0, result.output
+    assert "best validation NDCG@10" in result.output
+    history = (out / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2
+    result = run("train", "--out", out, "--resume", "--quiet")  # finished: resuming changes nothing
+    assert result.exit_code == 0, result.output
+    assert (out / "history.jsonl").read_text().splitlines() == history
+
+
+def test_evaluate_writes_metrics(tiny_model_dir):
+    result = run("evaluate", tiny_model_dir, "--split", "valid", "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output[result.output.index("{"):])
+    stored = json.loads((tiny_model_dir / "metrics.json").read_text())
+    assert stored["valid"] == printed
+    assert {"full", "sampled_100", "users"} <= set(printed["model"])
+    assert printed["model"]["users"] == 610
+    assert printed["most_popular"]["full"]["HR@10"] > 0
+    assert_clean_error(run("evaluate", tiny_model_dir, "--split", "train"), "--split")
+
+
+def test_recommend_for_titles_table_and_json(tiny_model_dir):
+    result = run("recommend", tiny_model_dir, "--movies", "Toy Story", "Heat (1995)", "--k", "5")
+    assert result.exit_code == 0, result.output
+    assert "top 5 after 2 titles" in result.output and "Heat (1995)" in result.output
+    result = run("recommend", tiny_model_dir, "--movies", "Toy Story", "Heat (1995)", "--k", "5", "--json")
+    data = json.loads(result.output)
+    assert len(data["items"]) == 5
+    assert {1, 6}.isdisjoint(item["movieId"] for item in data["items"])
+
+
+def test_recommend_for_user_and_batch(tiny_model_dir, tmp_path):
+    result = run("recommend", tiny_model_dir, "--user", "42", "--k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)["items"]) == 3
+    out = tmp_path / "recs.parquet"
+    result = run("recommend", tiny_model_dir, "--users", "all", "--out", out, "--k", "4")
+    assert result.exit_code == 0, result.output
+    recs = pd.read_parquet(out)
+    assert len(recs) == 610 * 4 and list(recs.columns) == ["userId", "rank", "movieId", "title", "score"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--user", "999999"], "unknown user id 999999"),
+        (["--movie-ids", "1", "--movie-ids", "123456789"], "unknown movie id"),
+        (["--movies", "qwertyuiopasdf"], "no movie matches"),
+        (["--movies", "hamlet"], "matches several movies"),
+        (["--user", "1", "--k", "0"], "k must be between"),
+        (["--user", "1", "--k", "100000"], "k must be between"),
+        (["--user", "1", "--movies", "Heat"], "exactly one of"),
+        (["--users", "all"], "--out"),
+        (["--users", "1,x", "--out", "r.parquet"], "comma-separated"),
+    ],
+)
+def test_recommend_bad_input(tiny_model_dir, args, fragment):
+    assert_clean_error(run("recommend", tiny_model_dir, *args), fragment)
+
+
+def test_recommend_missing_or_corrupt_model(tmp_path, tiny_model_dir):
+    assert_clean_error(run("recommend", tmp_path / "nothing", "--user", "1"), "no such model folder")
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "config.json").write_text("{oops")
+    assert_clean_error(run("recommend", tmp_path / "fake", "--user", "1"), "unreadable")
+
+
+def test_quickstart_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERT4REC_DATA_HOME", str(shared("ml-latest-small").parent))
+    out = tmp_path / "qs"
+    result = run("quickstart", "--out", out, "--epochs", "1", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    for text in ("prepared dataset", "training summary", "most popular", "top 10 for user",
+                 "top 10 after watching Toy Story, Matrix, Shawshank Redemption"):
+        assert text in result.output
+    assert json.loads((out / "metrics.json").read_text())["test"]["model"]["users"] == 610
