@@ -101,21 +101,26 @@ class Recommender:
     @torch.inference_mode()
     def _top_k(self, tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int,
                filters: Filters) -> tuple[np.ndarray, np.ndarray]:
-        """(B, k) catalogue rows and scores, best first; -inf scores mark slots with nothing left to offer."""
+        """(B, k) catalogue rows and scores, best first; -inf scores mark slots with nothing left to offer.
+
+        Histories are scored in batches of similar length, so short ones are not padded to the longest."""
         allowed = torch.from_numpy(self._allowed(filters)).to(self.device)
-        rows, scores = [], []
         k = min(k, self.vocab.num_items)
-        for i in range(0, len(starts), BATCH):
-            s, e = starts[i : i + BATCH], ends[i : i + BATCH]
+        rows = np.empty((len(starts), k), dtype=np.int64)
+        scores = np.empty((len(starts), k), dtype=np.float32)
+        order = np.argsort(ends - starts, kind="stable")
+        for i in range(0, len(order), BATCH):
+            chosen = order[i : i + BATCH]
+            s, e = starts[chosen], ends[chosen]
             inputs = torch.from_numpy(inference_inputs(tokens, s, e, self.model.config.max_len, self.vocab.mask))
             batch = self.model.score_last(inputs.to(self.device)).float()
             batch = batch.masked_fill(~allowed, float("-inf"))
             if filters.exclude_seen:
                 exclude_seen(batch, tokens, s, e)
             top = torch.topk(batch, k, dim=1)
-            rows.append(top.indices.cpu().numpy())
-            scores.append(top.values.cpu().numpy())
-        return np.concatenate(rows), np.concatenate(scores)
+            rows[chosen] = top.indices.cpu().numpy()
+            scores[chosen] = top.values.cpu().numpy()
+        return rows, scores
 
     def _popular(self, k: int, filters: Filters, seen: np.ndarray) -> Recommendations:
         score = np.where(self._allowed(filters), self.catalog.popularity, -np.inf)

@@ -30,6 +30,7 @@ from bert4rec.model import Bert4Rec, Bert4RecConfig
 from bert4rec.preprocess import DATASET_DIR, MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
 from bert4rec.sequences import cloze_samples, crop, length_bucketed_batches, right_aligned, training_windows
 
+PRECISIONS = ("auto", "bf16", "fp32")
 CHECKPOINT_FILE = "checkpoint.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
 HISTORY_FILE = "history.jsonl"
@@ -50,6 +51,8 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after the epoch that crosses this training-time budget
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # bf16 autocast where the hardware has bf16 (CUDA, or a CPU with AVX512-BF16/AMX)
+    bucketing: bool = True  # batch sequences of similar length together and pad each batch to its longest
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
@@ -58,6 +61,8 @@ class TrainConfig:
             raise Bert4RecError("mask probability must be in (0, 1] and the last-item fraction in [0, 1]")
         if self.lr <= 0:
             raise Bert4RecError("learning rate must be positive")
+        if self.precision not in PRECISIONS:
+            raise Bert4RecError(f"precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
@@ -84,6 +89,19 @@ def pick_device(requested: str = "auto") -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def random_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(count)
+    return [order[i : i + batch_size] for i in range(0, count, batch_size)]
 
 
 def _optimizer(model: Bert4Rec, config: TrainConfig) -> torch.optim.Optimizer:
@@ -168,12 +186,15 @@ def _epoch(model, windows, config: TrainConfig, optimizer, scheduler, rng, devic
     """One pass over fresh cloze samples; returns (mean loss, sequences per second)."""
     model.train()
     samples = cloze_samples(windows, model.config.mask_token, config.mask_prob, config.last_item_fraction, rng)
-    batches = length_bucketed_batches(samples.lengths, config.batch_size, rng)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if config.bucketing:
+        batches = length_bucketed_batches(samples.lengths, config.batch_size, rng)
+    else:
+        batches = random_batches(len(samples.lengths), config.batch_size, rng)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config.precision, device))
     total_loss, seen, started = 0.0, 0, time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
     for rows in bar:
-        lengths = samples.lengths[rows]
+        lengths = samples.lengths[rows] if config.bucketing else np.array([windows.shape[1]])
         inputs = torch.from_numpy(crop(samples.inputs[rows], lengths)).to(device, non_blocking=True)
         labels = torch.from_numpy(crop(samples.labels[rows], lengths)).to(device, non_blocking=True)
         with autocast:

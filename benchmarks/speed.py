@@ -1,0 +1,170 @@
+"""Training and inference speed on ML-1M, with each speed lever measured against the plain version in one run.
+
+    .venv/bin/python benchmarks/speed.py [--data ../shared/data/ml-1m] [--quality-epochs 8] [--peer]
+
+Config: the paper's (hidden 64, 2 layers, 2 heads, max length 200, mask 0.2), batch 128, BERT4Rec split.
+Prints a table and writes benchmarks/results/speed.json. Reports:
+  * this machine's fp32 (and bf16) matmul peak, from 2048³ matmuls;
+  * per training variant: seconds per epoch, sequences/s, useful GFLOP/s (model FLOPs counted analytically over
+    non-padding tokens, forward + backward = 3 × forward) and that as a share of the fp32 peak;
+  * quality guard: the plain and the fast variant trained the same epochs with the same seed, validation NDCG@10;
+  * inference with the fast model: single-user latency p50/p99 (histories of 200 items) and all users in one batch,
+    both scoring the full catalogue with seen items excluded; peak RSS.
+  * with --peer: RecTools' BERT4Rec seconds per epoch via ../shared/bench/peer_rectools.py, in its own virtualenv
+    (~/.cache/peers/rectools-venv, set up as that script's header says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bert4rec import movielens, preprocess, train
+from bert4rec.model import Bert4RecConfig
+from bert4rec.recommend import Recommender
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = {
+    # name: (TrainConfig changes, Bert4RecConfig changes)
+    "plain (pad to 200, fp32, attention dropout)": ({"bucketing": False, "precision": "fp32"}, {}),
+    "+ length buckets": ({"bucketing": True, "precision": "fp32"}, {}),
+    "+ length buckets + bf16": ({"bucketing": True, "precision": "bf16"}, {}),
+    "+ length buckets + fused SDPA (no attention dropout), fp32": ({"bucketing": True, "precision": "fp32"},
+                                                                   {"attention_dropout": 0.0}),
+    "fast: length buckets + bf16 + fused SDPA": ({"bucketing": True, "precision": "bf16"},
+                                                 {"attention_dropout": 0.0}),
+}
+PLAIN, FAST = next(iter(VARIANTS)), list(VARIANTS)[-1]
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - started) / 1e9
+
+
+def epoch_flops(windows: np.ndarray, config: Bert4RecConfig, mask_prob: float) -> float:
+    """Analytic training FLOPs of one epoch over non-padding tokens (multiply-add = 2 FLOPs)."""
+    h, inner, n_items = config.hidden_size, config.intermediate_size, config.num_items
+    lengths = (windows != 0).sum(1).astype(np.float64)
+    tokens = lengths.sum()
+    per_token_layer = 2 * (4 * h * h + 2 * h * inner)  # Q, K, V, output projections and the feed-forward
+    attention = 2 * 2 * h * (lengths**2).sum()  # QK^T and AV over real tokens, per layer
+    head = mask_prob * tokens * 2 * (h * h + h * n_items)  # masked positions only
+    forward = config.num_layers * (per_token_layer * tokens + attention) + head
+    return 3 * forward
+
+
+def run_variant(dataset, name: str, epochs: int, seed: int, out: Path) -> dict:
+    train_changes, model_changes = VARIANTS[name]
+    config = train.TrainConfig(epochs=epochs, batch_size=128, valid_every=epochs, patience=None, seed=seed,
+                               device="cpu", **train_changes)
+    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **model_changes)
+    result = train.fit(dataset, out, model_config, config, progress=False)
+    seconds = [h["train_seconds"] for h in result["history"]]
+    return {"seconds_per_epoch": float(np.median(seconds)), "epochs": epochs,
+            "valid_NDCG@10": result["history"][-1].get("valid_NDCG@10"),
+            "valid_HR@10": result["history"][-1].get("valid_HR@10"), "model_config": model_config}
+
+
+def inference(model_dir: Path, dataset, singles: int = 200) -> dict:
+    recommender = Recommender.load(model_dir)
+    lengths = recommender.histories.lengths
+    long_users = dataset.user_ids[lengths >= 200][:singles]
+    recommender.recommend_user(int(long_users[0]), 10)
+    latencies = []
+    for user in long_users:
+        started = time.perf_counter()
+        recommender.recommend_user(int(user), 10)
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    batch = recommender.recommend_users(None, 10)
+    all_users_s = time.perf_counter() - started
+    return {"single_user_p50_ms": 1000 * float(np.percentile(latencies, 50)),
+            "single_user_p99_ms": 1000 * float(np.percentile(latencies, 99)),
+            "single_user_calls": len(latencies), "all_users_s": all_users_s,
+            "all_users": int(batch["userId"].nunique())}
+
+
+def peer_rectools(ratings: Path) -> dict:
+    python = Path.home() / ".cache/peers/rectools-venv/bin/python"
+    script = HERE.parent.parent / "shared/bench/peer_rectools.py"
+    if not python.exists() or not script.exists():
+        return {"error": f"needs {python} and {script}; see the script's header"}
+    done = subprocess.run([str(python), str(script), "--ratings", str(ratings), "--model", "bert4rec", "--epochs",
+                           "1", "--no-val", "--no-full-rank"], capture_output=True, text=True)
+    epochs = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    seconds = [e.get("epoch_s") or e.get("seconds") for e in epochs if isinstance(e, dict)]
+    return {"seconds_per_epoch": next((s for s in seconds if s), None), "returncode": done.returncode,
+            "stderr_tail": done.stderr[-500:]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(HERE.parent.parent / "shared/data/ml-1m"))
+    parser.add_argument("--quality-epochs", type=int, default=8, help="epochs of the plain and fast runs")
+    parser.add_argument("--timing-epochs", type=int, default=1, help="epochs of the other variants")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peer", action="store_true", help="also time RecTools' BERT4Rec (slow)")
+    parser.add_argument("--out", type=Path, default=HERE / "results/speed.json")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    peak = {"fp32_gflops": matmul_peak(torch.float32), "bf16_gflops": matmul_peak(torch.bfloat16)}
+    print(f"matmul peak: fp32 {peak['fp32_gflops']:.0f} GFLOP/s, bf16 {peak['bf16_gflops']:.0f} GFLOP/s")
+    dataset = preprocess.prepare(movielens.load(args.data))
+    windows = train.training_samples(dataset, 200)
+    flops = epoch_flops(windows, Bert4RecConfig(num_items=dataset.vocab.num_items), 0.2)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in VARIANTS:
+            epochs = args.quality_epochs if name in (PLAIN, FAST) else args.timing_epochs
+            row = run_variant(dataset, name, epochs, args.seed, Path(tmp) / name.replace(" ", "_"))
+            row["sequences_per_s"] = len(windows) / row["seconds_per_epoch"]
+            row["useful_gflops"] = flops / row["seconds_per_epoch"] / 1e9
+            row["share_of_fp32_peak"] = row["useful_gflops"] / peak["fp32_gflops"]
+            row["model_config"] = {k: v for k, v in vars(row["model_config"]).items() if k != "num_items"}
+            results[name] = row
+            print(f"{name:58s} {row['seconds_per_epoch']:6.1f} s/epoch  {row['useful_gflops']:5.0f} GFLOP/s "
+                  f"({row['share_of_fp32_peak']:.0%} of fp32 peak)  NDCG@10 {row['valid_NDCG@10'] or float('nan'):.4f}",
+                  flush=True)
+        fast_dir = Path(tmp) / FAST.replace(" ", "_")
+        second_seed = run_variant(dataset, FAST, args.quality_epochs, args.seed + 1, Path(tmp) / "seed2")
+        results[FAST]["valid_NDCG@10_second_seed"] = second_seed["valid_NDCG@10"]
+        infer = inference(fast_dir, dataset)
+    report = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+                   f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "data": args.data, "windows_per_epoch": len(windows), "tokens_per_epoch": int((windows != 0).sum()),
+        "analytic_tflops_per_epoch": flops / 1e12, "matmul_peak": peak, "training": results, "inference": infer,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    if args.peer:
+        report["peer_rectools"] = peer_rectools(Path(args.data) / "ratings.dat")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str))
+    plain, fast = results[PLAIN], results[FAST]
+    print(f"\nspeed-up fast vs plain: {plain['seconds_per_epoch'] / fast['seconds_per_epoch']:.2f}x; "
+          f"validation NDCG@10 after {args.quality_epochs} epochs: plain {plain['valid_NDCG@10']:.4f}, "
+          f"fast {fast['valid_NDCG@10']:.4f} (second seed {fast['valid_NDCG@10_second_seed']:.4f})")
+    print(f"inference: one user p50 {infer['single_user_p50_ms']:.1f} ms, p99 {infer['single_user_p99_ms']:.1f} ms; "
+          f"all {infer['all_users']:,} users {infer['all_users_s']:.2f} s; peak RSS {report['peak_rss_gb']:.2f} GB")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
