@@ -36,7 +36,7 @@ def test_overfits_a_tiny_dataset(tmp_path):
                                warmup_fraction=0.05)
     result = train.fit(dataset, tmp_path / "model", tiny_config(dataset), config, progress=False)
     losses = [h["loss"] for h in result["history"]]
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.6 * losses[0]
     model = Bert4Rec.load(tmp_path / "model")
     seqs = dataset.sequences()
     users = np.arange(seqs.num_users)
