@@ -361,6 +361,22 @@ def _batch_recommend(recommender, users: str, out: Path, k: int, filters) -> Non
     console.print(f"{frame['userId'].nunique():,} users × top {k} written to {out}")
 
 
+@command("serve")
+def serve_command(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `bert4rec train`.")],
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    device: Annotated[str, typer.Option(help="cpu, cuda or mps.")] = "cpu",
+) -> None:
+    """Serve the REST API (docs at /docs) and the web page (at /) for a trained model."""
+    from bert4rec.server import serve
+
+    if not 0 < port < 65536:
+        raise Bert4RecError(f"--port must be between 1 and 65535, not {port}")
+    console.print(f"serving {model_dir} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    serve(str(model_dir), host, port, device)
+
+
 # ------------------------------------------------------------------------------------------------ quickstart
 
 QUICKSTART_TITLES = ["Toy Story", "Matrix", "Shawshank Redemption"]

@@ -131,12 +131,46 @@ class Recommender:
         return self._result(order, score[order], seen, fallback="popularity")
 
     def _result(self, rows: np.ndarray, scores: np.ndarray, history_rows: np.ndarray,
-                fallback: str | None = None) -> Recommendations:
+                fallback: str | None = None, explain: bool = False) -> Recommendations:
         keep = np.isfinite(scores)
         items = self.catalog.describe(rows[keep])
         for item, score in zip(items, scores[keep], strict=True):
             item["score"] = float(score)
+        if explain and len(history_rows) and items:
+            for item, because in zip(items, self._because(rows[keep], history_rows), strict=True):
+                item["because"] = because
         return Recommendations(items, self.catalog.describe(history_rows), fallback)
+
+    def _because(self, rows: np.ndarray, history_rows: np.ndarray, recent: int = 50) -> list[dict]:
+        """For each recommended movie, the recent history movie closest to it in the model's item embedding."""
+        with torch.inference_mode():
+            table = self.model.bert.embeddings.word_embeddings.weight[1 : self.vocab.num_items + 1]
+            table = torch.nn.functional.normalize(table.float(), dim=1)
+            history = history_rows[-recent:]
+            similarity = table[torch.from_numpy(rows)] @ table[torch.from_numpy(history)].T  # (k, h)
+            closest = history[similarity.argmax(1).cpu().numpy()]
+        described = self.catalog.describe(closest)
+        return [{"movieId": d["movieId"], "title": d["title"]} for d in described]
+
+    @torch.inference_mode()
+    def score_histories(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        """(B, N) model scores for the movie after each history (catalogue rows, oldest first), in one pass.
+        Each history is truncated to its most recent max_len - 1 movies and followed by [MASK]."""
+        lengths = np.array([len(h) for h in histories], dtype=np.int64)
+        ends = np.cumsum(lengths)
+        tokens = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) + 1
+        inputs = inference_inputs(tokens, ends - lengths, ends, self.model.config.max_len, self.vocab.mask)
+        return self.model.score_last(torch.from_numpy(inputs).to(self.device)).float()
+
+    @torch.inference_mode()
+    def select(self, scores: torch.Tensor, history_rows: np.ndarray, k: int, filters: Filters,
+               explain: bool = False) -> Recommendations:
+        """Top-k of one row of scores after the filters (seen movies excluded unless asked otherwise)."""
+        scores = scores.masked_fill(~torch.from_numpy(self._allowed(filters)).to(scores.device), float("-inf"))
+        if filters.exclude_seen and len(history_rows):
+            scores[torch.from_numpy(history_rows).to(scores.device)] = float("-inf")
+        top = torch.topk(scores, min(k, self.vocab.num_items))
+        return self._result(top.indices.cpu().numpy(), top.values.cpu().numpy(), history_rows, explain=explain)
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -163,15 +197,15 @@ class Recommender:
         """Next movies after a history given as titles, matched forgivingly; ambiguity raises, never guesses."""
         return self.recommend_rows(np.array([self.catalog.match(t) for t in titles], dtype=np.int64), k, filters)
 
-    def recommend_rows(self, rows: np.ndarray, k: int = 10, filters: Filters | None = None) -> Recommendations:
+    def recommend_rows(self, rows: np.ndarray, k: int = 10, filters: Filters | None = None,
+                       explain: bool = False) -> Recommendations:
+        """Recommendations after a history of catalogue rows; an empty history falls back to popularity."""
         self._check_k(k)
         filters = filters or Filters()
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return self._popular(k, filters, rows)
-        tokens = rows + 1
-        top, scores = self._top_k(tokens, np.array([0]), np.array([len(tokens)]), k, filters)
-        return self._result(top[0], scores[0], rows)
+        return self.select(self.score_histories([rows])[0], rows, k, filters, explain)
 
     def recommend_users(self, user_ids: Sequence[int] | None = None, k: int = 10,
                         filters: Filters | None = None) -> pd.DataFrame:

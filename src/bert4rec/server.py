@@ -1,0 +1,281 @@
+"""REST API and web page over a Recommender (FastAPI + uvicorn).
+
+Requests for model scores are micro-batched: a single worker thread owns the model; whenever it is free it takes
+every request waiting in the queue (up to ``max_batch``) and scores them in one forward pass. At low load a request
+is scored at once; under load, batches grow and throughput grows with the number of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from bert4rec.errors import AmbiguousTitleError, Bert4RecError, UnknownItemError, UnknownUserError
+from bert4rec.recommend import MAX_K, Filters, Recommender
+
+MAX_HISTORY = 10_000
+MAX_BODY_BYTES = 2 * 1024 * 1024
+INT64 = {"ge": -(2**63), "le": 2**63 - 1}
+
+
+# ------------------------------------------------------------------------------------------------ schemas
+
+
+class WatchedById(BaseModel):
+    """A watched movie by movieId, optionally with a 0-5 star rating."""
+
+    model_config = ConfigDict(extra="forbid")
+    movieId: int = Field(**INT64)
+    rating: float | None = Field(None, ge=0, le=5)
+
+
+class WatchedByTitle(BaseModel):
+    """A watched movie by title (matched forgivingly: case, accents, articles, typos), optionally rated."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=300)
+    rating: float | None = Field(None, ge=0, le=5)
+
+
+HistoryEntry = WatchedById | WatchedByTitle
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=MAX_HISTORY,
+                                        description="Watched movies, oldest first.")
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_seen: bool = True
+    genres: list[Annotated[str, Field(min_length=1, max_length=50)]] | None = Field(None, max_length=50)
+    year_min: int | None = Field(None, ge=1000, le=3000)
+    year_max: int | None = Field(None, ge=1000, le=3000)
+    exclude: list[Annotated[int, Field(**INT64)]] | None = Field(None, max_length=MAX_HISTORY)
+    ignore_unknown: bool = Field(False, description="Skip unknown movieIds instead of failing.")
+    explain: bool = Field(True, description="Add a 'because you watched' movie to each recommendation.")
+
+
+class Movie(BaseModel):
+    movieId: int
+    title: str
+    year: int | None
+    genres: list[str]
+
+
+class Because(BaseModel):
+    movieId: int
+    title: str
+
+
+class Recommendation(Movie):
+    score: float
+    because: Because | None = None
+
+
+class RecommendationResponse(BaseModel):
+    items: list[Recommendation]
+    history: list[Movie]
+    fallback: str | None = Field(None, description="'popularity' when no known movie was in the history.")
+
+
+class Health(BaseModel):
+    status: str
+    movies: int
+    users: int
+
+
+class ErrorBody(BaseModel):
+    detail: str | list[dict[str, Any]]  # a message, or pydantic's list of field errors
+    candidates: list[Movie] | None = None
+
+
+# ------------------------------------------------------------------------------------------------ batching
+
+
+@dataclass
+class _Job:
+    rows: np.ndarray
+    k: int
+    filters: Filters
+    explain: bool
+    future: asyncio.Future
+
+
+class MicroBatcher:
+    """Scores queued requests together on one worker thread."""
+
+    def __init__(self, recommender: Recommender, max_batch: int = 64):
+        self.recommender = recommender
+        self.max_batch = max_batch
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bert4rec-model")
+        self.batch_sizes: list[int] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def recommend(self, rows: np.ndarray, k: int, filters: Filters, explain: bool):
+        if self._task is None:  # served without the lifespan hook (some test clients): start on first use
+            self.start()
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Job(rows, k, filters, explain, future))
+        return await future
+
+    def _work(self, jobs: list[_Job]) -> list:
+        scores = self.recommender.score_histories([job.rows for job in jobs])
+        results = []
+        for job, row in zip(jobs, scores, strict=True):
+            try:
+                results.append(self.recommender.select(row, job.rows, job.k, job.filters, job.explain))
+            except Bert4RecError as exc:
+                results.append(exc)
+        return results
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            while len(jobs) < self.max_batch and not self.queue.empty():
+                jobs.append(self.queue.get_nowait())
+            self.batch_sizes.append(len(jobs))
+            try:
+                results = await loop.run_in_executor(self.executor, self._work, jobs)
+            except Exception as exc:  # surfaced to each waiting request as an error, never kills the worker
+                results = [exc] * len(jobs)
+            for job, result in zip(jobs, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+
+# ------------------------------------------------------------------------------------------------ app
+
+
+class BodyLimit:
+    """Reject request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await JSONResponse({"detail": f"request body over {self.limit:,} bytes"}, 413)(scope, receive,
+                                                                                                  send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, f"request body over {self.limit:,} bytes")
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def _history_rows(recommender: Recommender, request: RecommendationRequest) -> np.ndarray:
+    rows = []
+    known = recommender.catalog.row_of_id
+    for entry in request.history:
+        if isinstance(entry, WatchedByTitle):
+            rows.append(recommender.catalog.match(entry.title))
+        elif entry.movieId in known.index:
+            rows.append(int(known[entry.movieId]))
+        elif not request.ignore_unknown:
+            raise UnknownItemError(f"unknown movie id {entry.movieId} (not in this model's catalogue)")
+    return np.asarray(rows, dtype=np.int64)
+
+
+def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
+    batcher = MicroBatcher(recommender, max_batch)
+
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="bert4rec", version="1", lifespan=lifespan,
+                  description="BERT4Rec movie recommendations: search the catalogue, recommend after a history.")
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(AmbiguousTitleError)
+    async def ambiguous(request: Request, exc: AmbiguousTitleError):
+        return JSONResponse({"detail": str(exc), "candidates": exc.candidates}, 422)
+
+    @app.exception_handler(UnknownUserError)
+    async def unknown_user(request: Request, exc: UnknownUserError):
+        return JSONResponse({"detail": str(exc)}, 404)
+
+    @app.exception_handler(Bert4RecError)
+    async def bad_request(request: Request, exc: Bert4RecError):
+        return JSONResponse({"detail": str(exc)}, 422)
+
+    errors = {404: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index))
+
+    @app.get("/movies", response_model=list[Movie], responses=errors)
+    async def search_movies(q: Annotated[str, Query(max_length=200)] = "",
+                            limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:
+        """Title search, forgiving about case, accents, articles and typos; empty q lists the most popular."""
+        if not q.strip():
+            order = np.argsort(-recommender.catalog.popularity, kind="stable")[:limit]
+            return recommender.catalog.describe(order)
+        return recommender.catalog.search(q, limit)
+
+    @app.get("/movies/{movieId}", response_model=Movie, responses=errors)
+    async def get_movie(movieId: Annotated[int, Path(**INT64)]) -> dict:
+        if movieId not in recommender.catalog.row_of_id.index:
+            raise HTTPException(404, f"unknown movie id {movieId}")
+        return recommender.catalog.describe(np.array([recommender.catalog.row_of_id[movieId]]))[0]
+
+    @app.post("/recommendations", response_model=RecommendationResponse, responses=errors)
+    async def recommend(request: RecommendationRequest) -> dict:
+        filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
+                          request.year_max)
+        rows = _history_rows(recommender, request)
+        if len(rows) == 0:
+            return recommender.recommend_rows(rows, request.k, filters).to_dict()
+        return (await batcher.recommend(rows, request.k, filters, request.explain)).to_dict()
+
+    @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
+    async def recommend_user(userId: Annotated[int, Path(**INT64)],
+                             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict:
+        rows = recommender.user_history(userId)
+        return (await batcher.recommend(rows, k, Filters(), True)).to_dict()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return resources.files("bert4rec").joinpath("web/index.html").read_text(encoding="utf-8")
+
+    return app
+
+
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
+    import uvicorn
+
+    app = create_app(Recommender.load(model_dir, device))
+    uvicorn.run(app, host=host, port=port, log_level="info")
