@@ -98,7 +98,7 @@ def test_early_stopping_and_budget(tmp_path):
 
 
 def test_resume_errors(tmp_path):
-    with pytest.raises(Bert4RecError):
+    with pytest.raises(Bert4RecError, match="nothing to resume"):
         train.fit(None, tmp_path / "nothing", resume=True, progress=False)
     dataset = pattern_dataset()
     out = tmp_path / "m"

@@ -51,7 +51,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after the epoch that crosses this training-time budget
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # bf16 autocast where the hardware has bf16 (CUDA, or a CPU with AVX512-BF16/AMX)
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
     bucketing: bool = True  # batch sequences of similar length together and pad each batch to its longest
 
     def validate(self) -> None:
@@ -92,11 +92,11 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast on CUDA by default. On CPU it is opt-in: with fused attention, bf16 measured slower than fp32
+    on an AVX512-BF16 CPU (benchmarks/speed.py)."""
     if precision != "auto":
         return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def random_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -216,6 +216,8 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     """Train into ``out`` (or continue the run there with ``resume``); returns a summary dict."""
     out = Path(out)
     if resume:
+        if not (out / TRAIN_CONFIG_FILE).is_file():
+            raise Bert4RecError(f"{out}: nothing to resume (no {TRAIN_CONFIG_FILE}; not a training folder)")
         config = TrainConfig.load(out / TRAIN_CONFIG_FILE) if config is None else config
         dataset = load_prepared(out / DATASET_DIR)
         model_config = Bert4RecConfig.load(out)
@@ -238,7 +240,12 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     scheduler = get_linear_schedule_with_warmup(optimizer, max(1, int(config.warmup_fraction * total_steps)),
                                                 total_steps)
     if resume:
-        state, history = _load_checkpoint(out, model, optimizer, scheduler, rng)
+        for stale in out.glob(".*.tmp"):  # a write that a crash interrupted; never read, so just remove it
+            stale.unlink(missing_ok=True)
+        if (out / CHECKPOINT_FILE).exists():
+            state, history = _load_checkpoint(out, model, optimizer, scheduler, rng)
+        else:  # stopped before the first epoch finished: start over with the saved settings
+            state, history = TrainState(), []
     else:
         out.mkdir(parents=True, exist_ok=True)
         save_prepared(dataset, out / DATASET_DIR)
