@@ -105,7 +105,8 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path):
         child.wait()
         kills_during_writes += during_write
         assert_consistent(out)
-        resumed = train_child("--out", str(out), "--resume", "--quiet")
+        # the same command with --resume: continues the run, or starts it if the kill came before it was set up
+        resumed = train_child("--data", str(prepared), "--out", str(out), *TRAIN_ARGS, "--resume")
         output, _ = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, output
         assert not list(out.glob(".*.tmp"))
@@ -205,12 +206,12 @@ def test_checkpoint_with_foreign_pickle_is_refused(tmp_path):
     out.mkdir()
     (out / "train_config.json").write_text("{}")
     preprocess.save_prepared(preprocess.prepare(movielens.RawDataset(
-        pd.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3], "rating": [1.0] * 3, "timestamp": [1, 2, 3]}),
-        movielens.placeholder_movies(np.array([1, 2, 3])), "t"),
+        pd.DataFrame({"user_id": [1] * 5, "item_id": [1, 2, 3, 4, 5], "rating": [1.0] * 5, "timestamp": range(5)}),
+        movielens.placeholder_movies(np.array([1, 2, 3, 4, 5])), "t"),
         preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1)), out / "dataset")
     from bert4rec.model import Bert4RecConfig
 
-    Bert4RecConfig(num_items=3, max_len=4).save(out)
+    Bert4RecConfig(num_items=5, max_len=4).save(out)
     torch.save({"model": Evil()}, out / "checkpoint.pt")
     with pytest.raises(Bert4RecError, match="corrupt or incompatible checkpoint"):
         train.fit(None, out, resume=True, progress=False)

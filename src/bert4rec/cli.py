@@ -138,8 +138,12 @@ def load_dataset(data: str, params=None, columns=None):
 
 
 def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        return  # train.fit checks that the folder holds a run
+    from bert4rec.train import has_run
+
+    if resume and has_run(out):
+        return
+    if resume and out.exists() and any(out.iterdir()):
+        raise Bert4RecError(f"{out}: nothing to resume (not a training folder)")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise Bert4RecError(f"{out} already exists and is not empty: pass --resume to continue that run or "
                             "--overwrite to start again")
@@ -197,7 +201,8 @@ def train_command(
     precision: Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 elsewhere), bf16 or fp32.")]
     = "auto",
     seed: SeedOption = 0,
-    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --out from its last checkpoint; with --data, start it if it never began.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing --out folder first.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
@@ -210,9 +215,11 @@ def train_command(
                                last_item_fraction=last_item_fraction, valid_every=valid_every,
                                patience=patience or None, max_minutes=max_minutes, seed=seed, device=device,
                                precision=precision)
-    if resume:
+    if resume and train.has_run(out):
         result = train.fit(None, out, resume=True, progress=not quiet)
     else:
+        if data is None and resume:
+            raise Bert4RecError(f"{out}: nothing to resume (no training run there); give --data to start one")
         if data is None:
             raise Bert4RecError("--data is required (a prepared folder, a release name or a ratings file)")
         dataset = load_dataset(data)

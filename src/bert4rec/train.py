@@ -25,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bert4rec import evaluate
 from bert4rec.errors import Bert4RecError
-from bert4rec.fsutil import atomic_write, atomic_write_text
+from bert4rec.fsutil import atomic_write, atomic_write_text, write_dir_atomically
 from bert4rec.model import Bert4Rec, Bert4RecConfig
 from bert4rec.preprocess import DATASET_DIR, MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
 from bert4rec.sequences import cloze_samples, crop, length_bucketed_batches, right_aligned, training_windows
@@ -216,7 +216,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     """Train into ``out`` (or continue the run there with ``resume``); returns a summary dict."""
     out = Path(out)
     if resume:
-        if not (out / TRAIN_CONFIG_FILE).is_file():
+        if not has_run(out):
             raise Bert4RecError(f"{out}: nothing to resume (no {TRAIN_CONFIG_FILE}; not a training folder)")
         config = TrainConfig.load(out / TRAIN_CONFIG_FILE) if config is None else config
         dataset = load_prepared(out / DATASET_DIR)
@@ -247,10 +247,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         else:  # stopped before the first epoch finished: start over with the saved settings
             state, history = TrainState(), []
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        save_prepared(dataset, out / DATASET_DIR)
-        atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(asdict(config), indent=2))
-        model_config.save(out)
+        _set_up_run(out, dataset, model_config, config)
         state, history = TrainState(), []
 
     epochs = tqdm(range(state.epoch + 1, config.epochs + 1), desc="training", unit="epoch",
@@ -279,6 +276,24 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_ndcg,
             "train_seconds": state.train_seconds, "seconds_per_epoch": state.train_seconds / max(1, len(history)),
             "device": str(device), "history": history}
+
+
+def has_run(out: Path) -> bool:
+    """Whether ``out`` holds a training run that ``resume`` can continue."""
+    return (Path(out) / TRAIN_CONFIG_FILE).is_file()
+
+
+def _set_up_run(out: Path, dataset: PreparedDataset, model_config: Bert4RecConfig, config: TrainConfig) -> None:
+    """Create the run folder all at once: a crash leaves either a complete set-up or none."""
+    if out.exists() and any(out.iterdir()):
+        raise Bert4RecError(f"{out} already exists and is not empty")
+
+    def write(tmp: Path) -> None:
+        save_prepared(dataset, tmp / DATASET_DIR)
+        model_config.save(tmp)
+        atomic_write_text(tmp / TRAIN_CONFIG_FILE, json.dumps(asdict(config), indent=2))
+
+    write_dir_atomically(out, write)
 
 
 def _should_stop(state: TrainState, config: TrainConfig) -> bool:
