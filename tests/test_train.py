@@ -34,7 +34,9 @@ def test_overfits_a_tiny_dataset(tmp_path):
     dataset = pattern_dataset()
     config = train.TrainConfig(epochs=200, batch_size=8, lr=5e-3, mask_prob=0.3, valid_every=50, patience=None,
                                warmup_fraction=0.05)
-    result = train.fit(dataset, tmp_path / "model", tiny_config(dataset), config, progress=False)
+    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **(TINY | {"hidden_size": 64,
+                                                                             "intermediate_size": 128}))
+    result = train.fit(dataset, tmp_path / "model", model_config, config, progress=False)
     losses = [h["loss"] for h in result["history"]]
     assert losses[-1] < 0.6 * losses[0]
     model = Bert4Rec.load(tmp_path / "model")

@@ -138,8 +138,11 @@ def load_dataset(data: str, params=None, columns=None):
 
 
 def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    from bert4rec import distributed
     from bert4rec.train import has_run
 
+    if not distributed.from_environment().main:
+        return  # under torchrun, rank 0 alone checks and prepares the folder
     if resume and has_run(out):
         return
     if resume and out.exists() and any(out.iterdir()):
@@ -207,7 +210,7 @@ def train_command(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train BERT4Rec; keeps the best model by validation NDCG@10 and a checkpoint every epoch."""
-    from bert4rec import train
+    from bert4rec import distributed, train
     from bert4rec.model import Bert4RecConfig
 
     _check_out_dir(out, resume, overwrite)
@@ -227,7 +230,8 @@ def train_command(
                                       num_heads=heads, intermediate_size=4 * hidden_size, dropout=dropout,
                                       attention_dropout=attention_dropout, max_len=max_len)
         result = train.fit(dataset, out, model_config, config, progress=not quiet)
-    console.print(_train_table(result, out))
+    if distributed.from_environment().main:
+        console.print(_train_table(result, out))
 
 
 def _metrics_table(result: dict) -> Table:

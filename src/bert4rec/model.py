@@ -131,13 +131,13 @@ class Bert4Rec(nn.Module):
         items = self.bert.embeddings.word_embeddings.weight[1 : self.config.num_items + 1]  # (N, H)
         return self.head(hidden) @ items.T + self.item_bias
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Cloze loss: mean cross-entropy over the masked positions only (labels != IGNORE)."""
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+        """Cloze loss: cross-entropy over the masked positions only (labels != IGNORE), mean or sum."""
         hidden = self.encode(input_ids, token_type_ids)  # (B, L, H)
         where = labels != IGNORE  # (B, L)
         scores = self.item_scores(hidden[where])  # (M, N): only masked positions, never B × L × N
-        return F.cross_entropy(scores.float(), labels[where] - 1)
+        return F.cross_entropy(scores.float(), labels[where] - 1, reduction=reduction)
 
     def score_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) sequences ending in [MASK] -> (B, N) scores for the item behind that last [MASK]."""

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from bert4rec import evaluate
+from bert4rec import distributed, evaluate
+from bert4rec.distributed import Dist
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write, atomic_write_text, write_dir_atomically
-from bert4rec.model import Bert4Rec, Bert4RecConfig
+from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig
 from bert4rec.preprocess import DATASET_DIR, MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
 from bert4rec.sequences import cloze_samples, crop, length_bucketed_batches, right_aligned, training_windows
 
@@ -121,25 +123,21 @@ class TrainState:
     train_seconds: float = 0.0
 
 
-def _save_checkpoint(out: Path, model, optimizer, scheduler, rng: np.random.Generator, state: TrainState,
-                     history: list[dict]) -> None:
-    payload = {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(), "numpy_rng": json.dumps(rng.bit_generator.state),
-        "state": asdict(state), "history": json.dumps(history),
-    }
+def _save_checkpoint(out: Path, model, optimizer, scheduler, state: TrainState, history: list[dict]) -> None:
+    """Model, optimizer, scheduler and progress. RNG states need no saving: each epoch's generators are derived
+    from (seed, epoch, rank) by ``epoch_seeds``."""
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "state": asdict(state), "history": json.dumps(history)}
     atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(payload, p))
 
 
-def _load_checkpoint(out: Path, model, optimizer, scheduler, rng: np.random.Generator) -> tuple[TrainState, list]:
+def _load_checkpoint(out: Path, model, optimizer, scheduler) -> tuple[TrainState, list]:
     path = out / CHECKPOINT_FILE
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
-        torch.set_rng_state(payload["torch_rng"])
-        rng.bit_generator.state = json.loads(payload["numpy_rng"])
         return TrainState(**payload["state"]), json.loads(payload["history"])
     except FileNotFoundError:
         raise Bert4RecError(f"{path}: no checkpoint to resume from") from None
@@ -181,33 +179,57 @@ def training_samples(dataset: PreparedDataset, max_len: int) -> np.ndarray:
     return right_aligned(seqs.tokens, starts, ends, max_len)
 
 
-def _epoch(model, windows, config: TrainConfig, optimizer, scheduler, rng, device, epoch: int,
-           progress: bool) -> tuple[float, float]:
-    """One pass over fresh cloze samples; returns (mean loss, sequences per second)."""
+def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[np.random.Generator, int]:
+    """The epoch's sample RNG (shared by all ranks) and its dropout seed (one per rank).
+
+    Deriving both from (seed, epoch) makes every epoch reproducible on its own: a resumed run draws exactly what
+    the uninterrupted run drew, whatever happened before."""
+    torch_seed = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+    return np.random.default_rng([seed, epoch]), torch_seed
+
+
+def _epoch(model, windows, config: TrainConfig, optimizer, scheduler, device, epoch: int, progress: bool,
+           dist: Dist) -> tuple[float, float]:
+    """One pass over fresh cloze samples; returns (mean loss, sequences per second on this rank)."""
     model.train()
-    samples = cloze_samples(windows, model.config.mask_token, config.mask_prob, config.last_item_fraction, rng)
+    rng, torch_seed = epoch_seeds(config.seed, epoch, dist.rank)
+    torch.manual_seed(torch_seed)
+    mask_token = _mask_token(model)
+    samples = cloze_samples(windows, mask_token, config.mask_prob, config.last_item_fraction, rng)
+    global_batch = config.batch_size * dist.world
     if config.bucketing:
-        batches = length_bucketed_batches(samples.lengths, config.batch_size, rng)
+        batches = length_bucketed_batches(samples.lengths, global_batch, rng)
     else:
-        batches = random_batches(len(samples.lengths), config.batch_size, rng)
+        batches = random_batches(len(samples.lengths), global_batch, rng)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(config.precision, device))
     total_loss, seen, started = 0.0, 0, time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
-    for rows in bar:
+    for batch in bar:
+        if len(batch) < dist.world:  # a last sliver too small to give every rank a row
+            continue
+        # Every rank sums the loss over its slice and divides by the global batch's masked count (times the world
+        # size, which DDP's gradient averaging divides out): the gradient of the whole batch's mean loss.
+        masked = int((samples.labels[batch] != IGNORE).sum())
+        rows = np.array_split(batch, dist.world)[dist.rank]
         lengths = samples.lengths[rows] if config.bucketing else np.array([windows.shape[1]])
         inputs = torch.from_numpy(crop(samples.inputs[rows], lengths)).to(device, non_blocking=True)
         labels = torch.from_numpy(crop(samples.labels[rows], lengths)).to(device, non_blocking=True)
         with autocast:
-            loss = model(inputs, labels)
+            loss = model(inputs, labels, reduction="sum") * (dist.world / masked)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
-        total_loss += loss.item() * len(rows)
+        mean_loss = loss.item() * masked / max(1, int((labels != IGNORE).sum())) / dist.world
+        total_loss += mean_loss * len(rows)
         seen += len(rows)
-        bar.set_postfix(loss=f"{loss.item():.3f}", seq_s=f"{seen / (time.perf_counter() - started):.0f}")
-    return total_loss / seen, seen / (time.perf_counter() - started)
+        bar.set_postfix(loss=f"{mean_loss:.3f}", seq_s=f"{seen / (time.perf_counter() - started):.0f}")
+    return total_loss / max(1, seen), seen / (time.perf_counter() - started)
+
+
+def _mask_token(model) -> int:
+    return getattr(model, "module", model).config.mask_token
 
 
 def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig | None = None,
@@ -229,53 +251,61 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         if model_config.num_items != dataset.vocab.num_items:
             raise Bert4RecError("model config and dataset disagree on the number of items")
     config.validate()
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = pick_device(config.device)
+    dist = distributed.from_environment()
+    device = distributed.start(dist, pick_device(config.device))
+    progress = progress and dist.main
+    torch.manual_seed(config.seed)  # the initial weights, identical on every rank
     model = Bert4Rec(model_config).to(device)
+    trained = DistributedDataParallel(model) if dist.enabled else model
     windows = training_samples(dataset, model_config.max_len)
-    steps_per_epoch = math.ceil(len(windows) / config.batch_size)
+    steps_per_epoch = math.ceil(len(windows) / (config.batch_size * dist.world))
     optimizer = _optimizer(model, config)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, max(1, int(config.warmup_fraction * total_steps)),
                                                 total_steps)
     if resume:
-        for stale in out.glob(".*.tmp"):  # a write that a crash interrupted; never read, so just remove it
-            stale.unlink(missing_ok=True)
+        if dist.main:
+            for stale in out.glob(".*.tmp"):  # a write that a crash interrupted; never read, so just remove it
+                stale.unlink(missing_ok=True)
         if (out / CHECKPOINT_FILE).exists():
-            state, history = _load_checkpoint(out, model, optimizer, scheduler, rng)
+            state, history = _load_checkpoint(out, model, optimizer, scheduler)
         else:  # stopped before the first epoch finished: start over with the saved settings
             state, history = TrainState(), []
     else:
-        _set_up_run(out, dataset, model_config, config)
+        if dist.main:
+            _set_up_run(out, dataset, model_config, config)
         state, history = TrainState(), []
+    distributed.barrier(dist)
 
     epochs = tqdm(range(state.epoch + 1, config.epochs + 1), desc="training", unit="epoch",
                   initial=state.epoch, total=config.epochs, disable=not progress)
     for epoch in epochs:
-        if _should_stop(state, config):
+        if distributed.agree(_should_stop(state, config), dist):
             break
         started = time.perf_counter()
-        loss, seq_per_s = _epoch(model, windows, config, optimizer, scheduler, rng, device, epoch, progress)
-        record = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0], "seq_per_s": seq_per_s,
-                  "train_seconds": time.perf_counter() - started}
+        loss, seq_per_s = _epoch(trained, windows, config, optimizer, scheduler, device, epoch, progress, dist)
+        record = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
+                  "seq_per_s": seq_per_s * dist.world, "train_seconds": time.perf_counter() - started}
         state.train_seconds += record["train_seconds"]
-        if epoch % config.valid_every == 0 or epoch == config.epochs:
-            _validate(model, dataset, device, state, record, out)
-        record["seconds"] = time.perf_counter() - started
-        history.append(record)
         state.epoch = epoch
-        _save_checkpoint(out, model, optimizer, scheduler, rng, state, history)
-        _write_history(out, history)
-        epochs.set_postfix(loss=f"{loss:.3f}", ndcg10=f"{state.best_ndcg:.4f}")
+        if dist.main:
+            if epoch % config.valid_every == 0 or epoch == config.epochs:
+                _validate(model, dataset, device, state, record, out)
+            record["seconds"] = time.perf_counter() - started
+            history.append(record)
+            _save_checkpoint(out, model, optimizer, scheduler, state, history)
+            _write_history(out, history)
+            epochs.set_postfix(loss=f"{loss:.3f}", ndcg10=f"{state.best_ndcg:.4f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch)
-    if state.best_epoch == 0:  # no validation ran (e.g. resumed a finished run): keep the last weights
-        model.save(out)
-    plot_curves(history, out / "curves.png")
+    if dist.main:
+        if state.best_epoch == 0:  # no validation ran (e.g. resumed a finished run): keep the last weights
+            model.save(out)
+        plot_curves(history, out / "curves.png")
+    distributed.stop(dist)
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_ndcg,
             "train_seconds": state.train_seconds, "seconds_per_epoch": state.train_seconds / max(1, len(history)),
-            "device": str(device), "history": history}
+            "device": str(device), "processes": dist.world, "history": history}
 
 
 def has_run(out: Path) -> bool:
