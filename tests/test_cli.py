@@ -161,3 +161,13 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch):
                  "top 10 after watching Toy Story, Matrix, Shawshank Redemption"):
         assert text in result.output
     assert json.loads((out / "metrics.json").read_text())["test"]["model"]["users"] == 610
+
+
+def test_serve_binds_to_loopback_by_default():
+    import inspect
+
+    from bert4rec.cli import serve_command
+
+    assert inspect.signature(serve_command).parameters["host"].default == "127.0.0.1"
+    assert "127.0.0.1" in run("serve", "--help").output
+    assert_clean_error(run("serve", "/nonexistent-model", "--port", "0"), "--port")
