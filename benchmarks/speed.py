@@ -94,10 +94,35 @@ def inference(model_dir: Path, dataset, singles: int = 200) -> dict:
     started = time.perf_counter()
     batch = recommender.recommend_users(None, 10)
     all_users_s = time.perf_counter() - started
-    return {"single_user_p50_ms": 1000 * float(np.percentile(latencies, 50)),
+    scoring = onnx_vs_torch(model_dir, recommender, long_users)
+    return scoring | {"single_user_p50_ms": 1000 * float(np.percentile(latencies, 50)),
             "single_user_p99_ms": 1000 * float(np.percentile(latencies, 99)),
             "single_user_calls": len(latencies), "all_users_s": all_users_s,
             "all_users": int(batch["userId"].nunique())}
+
+
+def onnx_vs_torch(model_dir: Path, recommender: Recommender, users) -> dict:
+    """Model scoring alone for one history of 200 items: PyTorch eager vs ONNX Runtime (bert4rec export --onnx)."""
+    from bert4rec.export import OnnxScorer, export_onnx
+    from bert4rec.sequences import inference_inputs
+
+    scorer = OnnxScorer(export_onnx(model_dir, model_dir / "model.onnx"), threads=torch.get_num_threads())
+    seqs, max_len, mask = recommender.histories, recommender.model.config.max_len, recommender.vocab.mask
+    inputs = [inference_inputs(seqs.tokens, seqs.offsets[[u]], seqs.offsets[[u + 1]], max_len, mask)
+              for u in recommender.user_index.reindex(users).to_numpy()]
+    timings = {}
+    with torch.inference_mode():
+        for name, run in (("torch", lambda x: recommender.model.score_last(torch.from_numpy(x))),
+                          ("onnx", scorer.score_last)):
+            run(inputs[0])
+            laps = []
+            for x in inputs:
+                started = time.perf_counter()
+                run(x)
+                laps.append(time.perf_counter() - started)
+            timings[f"{name}_scoring_p50_ms"] = 1000 * float(np.percentile(laps, 50))
+            timings[f"{name}_scoring_p99_ms"] = 1000 * float(np.percentile(laps, 99))
+    return timings
 
 
 def peer_rectools(ratings: Path) -> dict:
@@ -163,6 +188,8 @@ def main() -> None:
           f"fast {fast['valid_NDCG@10']:.4f} (second seed {fast['valid_NDCG@10_second_seed']:.4f})")
     print(f"inference: one user p50 {infer['single_user_p50_ms']:.1f} ms, p99 {infer['single_user_p99_ms']:.1f} ms; "
           f"all {infer['all_users']:,} users {infer['all_users_s']:.2f} s; peak RSS {report['peak_rss_gb']:.2f} GB")
+    print(f"model scoring of one 200-item history, p50: PyTorch {infer['torch_scoring_p50_ms']:.2f} ms, "
+          f"ONNX Runtime {infer['onnx_scoring_p50_ms']:.2f} ms")
     print(f"written to {args.out}")
 
 

@@ -390,6 +390,21 @@ def serve_command(
     serve(str(model_dir), host, port, device)
 
 
+@command("export")
+def export_command(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `bert4rec train`.")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format for now).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Output file (default MODEL_DIR/model.onnx).")] = None,
+) -> None:
+    """Export the scoring path (history + [MASK] -> item scores) for ONNX Runtime; needs bert4rec[onnx]."""
+    from bert4rec.export import export_onnx
+
+    if not onnx:
+        raise Bert4RecError("choose a format: --onnx")
+    path = export_onnx(model_dir, out)
+    console.print(f"written {path} (input 'input_ids' [batch, length ≤ max_len], output 'scores' [batch, items])")
+
+
 # ------------------------------------------------------------------------------------------------ quickstart
 
 QUICKSTART_TITLES = ["Toy Story", "Matrix", "Shawshank Redemption"]

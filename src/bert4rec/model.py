@@ -121,9 +121,11 @@ class Bert4Rec(nn.Module):
         length = input_ids.shape[1]
         if length > self.config.max_len:
             raise Bert4RecError(f"sequence length {length} exceeds the model's max_len {self.config.max_len}")
-        positions = torch.arange(self.config.max_len - length, self.config.max_len, device=input_ids.device)
+        # Position max_len - 1 for the last column, counting back; built from tensor ops alone so that an ONNX
+        # export keeps the length dynamic.
+        from_end = torch.ones_like(input_ids).flip(1).cumsum(1).flip(1)  # (B, L): L, L-1, ..., 1
         out = self.bert(input_ids=input_ids, attention_mask=(input_ids != 0).long(),
-                        token_type_ids=token_type_ids, position_ids=positions.expand_as(input_ids))
+                        token_type_ids=token_type_ids, position_ids=self.config.max_len - from_end)
         return out.last_hidden_state
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:

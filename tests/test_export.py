@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bert4rec.cli import app
+from bert4rec.errors import Bert4RecError
+from bert4rec.export import OnnxScorer
+from bert4rec.recommend import Recommender
+
+
+def test_onnx_export_matches_pytorch_scores(tiny_model_dir, tmp_path):
+    path = tmp_path / "model.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--onnx", "--out", str(path)])
+    assert result.exit_code == 0, result.output
+    scorer = OnnxScorer(path)
+    recommender = Recommender.load(tiny_model_dir)
+    histories = [recommender.user_history(u) for u in recommender.user_index.index[:5]] + [np.array([0, 5])]
+    expected = recommender.score_histories(histories).numpy()  # mixed lengths: padding and truncation included
+    from bert4rec.sequences import inference_inputs
+
+    lengths = np.array([len(h) for h in histories])
+    tokens = np.concatenate(histories) + 1
+    inputs = inference_inputs(tokens, np.cumsum(lengths) - lengths, np.cumsum(lengths), 20, recommender.vocab.mask)
+    got = scorer.score_last(inputs)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert (np.argsort(-got, 1)[:, :10] == np.argsort(-expected, 1)[:, :10]).all()
+
+
+def test_export_errors(tmp_path, tiny_model_dir):
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    with pytest.raises(Bert4RecError, match="not a loadable ONNX model"):
+        OnnxScorer(tmp_path / "bad.onnx")
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir)])
+    assert result.exit_code == 2 and "--onnx" in result.output
