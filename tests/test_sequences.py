@@ -89,7 +89,10 @@ def test_length_buckets_cover_all_rows_once_and_group_similar_lengths():
 
 def test_crop_keeps_the_longest_row():
     rows = np.array([[0, 0, 1, 2], [0, 3, 4, 5]])
-    assert crop(rows, np.array([2, 3])).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert crop(rows, np.array([2, 3]), multiple=1).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert crop(rows, np.array([2, 3]), multiple=2).tolist() == rows.tolist()
+    wide = np.zeros((1, 40), dtype=np.int64)
+    assert crop(wide, np.array([9])).shape == (1, 16)
 
 
 def test_inference_inputs_append_mask_after_history():

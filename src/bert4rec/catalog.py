@@ -60,6 +60,12 @@ class Catalog:
         self.alternate = np.array([k[2] for k in keys], dtype=object)
         self.years = self.movies["year"].astype("Float64").fillna(-1).to_numpy(dtype=np.int64)
         self.row_of_id = pd.Series(np.arange(len(self.movies)), index=self.movies["item_id"].to_numpy())
+        # One plain dict per movie, built once: describing results is then a list lookup, not a pandas query.
+        self._described = [
+            {"movieId": int(i), "title": str(t), "year": None if pd.isna(y) else int(y),
+             "genres": [] if g == "(no genres listed)" else str(g).split("|")}
+            for i, t, y, g in zip(self.movies["item_id"], self.movies["title"], self.movies["year"],
+                                  self.movies["genres"], strict=True)]
 
     def __len__(self) -> int:
         return len(self.movies)
@@ -75,11 +81,8 @@ class Catalog:
         return rows.astype(np.int64)
 
     def describe(self, rows: np.ndarray) -> list[dict]:
-        """movieId, title, year and genres of catalogue rows."""
-        table = self.movies.iloc[rows]
-        return [{"movieId": int(i), "title": str(t), "year": None if pd.isna(y) else int(y),
-                 "genres": [] if g == "(no genres listed)" else str(g).split("|")}
-                for i, t, y, g in zip(table["item_id"], table["title"], table["year"], table["genres"], strict=True)]
+        """movieId, title, year and genres of catalogue rows (fresh dicts, safe to extend)."""
+        return [dict(self._described[row], genres=list(self._described[row]["genres"])) for row in rows]
 
     def _tiers(self, query: str) -> np.ndarray:
         """Match tier of every movie for a query: 0 exact as written, 1 exact up to articles, 2 prefix,

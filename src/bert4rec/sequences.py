@@ -77,9 +77,11 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def crop(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Drop the all-padding left columns of a right-aligned batch."""
-    return rows[:, rows.shape[1] - max(1, int(lengths.max())) :]
+def crop(rows: np.ndarray, lengths: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """Drop the all-padding left columns of a right-aligned batch, keeping a width that is a multiple of
+    ``multiple`` (fewer distinct shapes for the kernels to specialise on; the extra columns are padding)."""
+    width = min(rows.shape[1], -(-max(1, int(lengths.max())) // multiple) * multiple)
+    return rows[:, rows.shape[1] - width :]
 
 
 def inference_inputs(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int,
