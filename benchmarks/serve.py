@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/serve.py MODEL_DIR [--clients 1 16 64] [--requests 600] [--max-seconds 60]
 
 Starts the server in its own process on a free loopback port, then, per concurrency level, runs that many asyncio
-httpx clients which POST /recommendations with real histories (the most recent 50 movies of random users from the
+aiohttp clients which POST /recommendations with real histories (the most recent 50 movies of random users from the
 model's dataset, k = 10) until the level's request count or time cap is reached. Reports p50/p99 latency, requests/s
 and errors, and writes benchmarks/results/serve.json. Target: p99 ≤ 50 ms at 16 clients with zero errors on an
 ML-1M model. Client and server share this machine's cores.
@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 import pandas as pd
@@ -47,24 +48,26 @@ async def level(url: str, clients: int, bodies: list[dict], max_requests: int, m
     errors = 0
     sent = 0
     deadline = time.perf_counter() + max_seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client(http: aiohttp.ClientSession) -> None:
         nonlocal errors, sent
         while sent < max_requests and time.perf_counter() < deadline:
             body = bodies[sent % len(bodies)]
             sent += 1
             started = time.perf_counter()
             try:
-                response = await http.post(f"{url}/recommendations", json=body)
-                ok = response.status_code == 200 and len(response.json()["items"]) == body["k"]
-            except httpx.HTTPError:
+                async with http.post(f"{url}/recommendations", json=body) as response:
+                    payload = await response.json()
+                    ok = response.status == 200 and len(payload["items"]) == body["k"]
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 ok = False
             latencies.append(time.perf_counter() - started)
             errors += not ok
 
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        await http.post(f"{url}/recommendations", json=bodies[0])  # warm-up
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with http.post(f"{url}/recommendations", json=bodies[0]) as warm_up:
+            await warm_up.read()
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         elapsed = time.perf_counter() - started
@@ -94,6 +97,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600, help="requests per concurrency level")
     parser.add_argument("--max-seconds", type=float, default=60, help="time cap per concurrency level")
     parser.add_argument("--history", type=int, default=50, help="movies per request history")
+    parser.add_argument("--threads", type=int, default=1, help="model threads of the server (serve --threads)")
     parser.add_argument("--out", type=Path, default=HERE / "results/serve.json")
     args = parser.parse_args()
 
@@ -102,7 +106,8 @@ def main() -> None:
     bodies = [{"history": [{"movieId": m} for m in h], "k": 10}
               for h in histories(args.model_dir, 500, args.history)]
     server = subprocess.Popen([sys.executable, "-m", "bert4rec.cli", "serve", str(args.model_dir), "--port",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               str(port), "--threads", str(args.threads)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(url, server)
         results = []
@@ -115,6 +120,7 @@ def main() -> None:
         server.terminate()
         server.wait(10)
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (client and server share them)",
+              "server_threads": args.threads,
               "model_dir": str(args.model_dir), "history_length": args.history, "k": 10, "levels": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

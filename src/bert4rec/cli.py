@@ -380,6 +380,8 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     device: Annotated[str, typer.Option(help="cpu, cuda or mps.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads for the model (default: PyTorch's). Leave cores for the event loop under load.")] = None,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web page (at /) for a trained model."""
     from bert4rec.server import serve
@@ -387,7 +389,7 @@ def serve_command(
     if not 0 < port < 65536:
         raise Bert4RecError(f"--port must be between 1 and 65535, not {port}")
     console.print(f"serving {model_dir} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    serve(str(model_dir), host, port, device)
+    serve(str(model_dir), host, port, device, threads)
 
 
 @command("export")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
@@ -274,8 +275,13 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
     return app
 
 
-def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          threads: int | None = None) -> None:
+    import torch
     import uvicorn
 
+    if threads:
+        torch.set_num_threads(threads)  # the model's share of the cores; the event loop needs the rest
     app = create_app(Recommender.load(model_dir, device))
+    gc.freeze()  # the loaded model and catalogue never die: keep them out of every garbage collection
     uvicorn.run(app, host=host, port=port, log_level="info")
