@@ -94,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--requests", type=int, default=600, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
     parser.add_argument("--max-seconds", type=float, default=60, help="time cap per concurrency level")
     parser.add_argument("--history", type=int, default=50, help="movies per request history")
     parser.add_argument("--threads", type=int, default=1, help="model threads of the server (serve --threads)")

@@ -30,24 +30,29 @@ def tiny_config(dataset) -> Bert4RecConfig:
     return Bert4RecConfig(num_items=dataset.vocab.num_items, **TINY)
 
 
+def memorization_dataset(users: int = 40, length: int = 14, items: int = 20) -> preprocess.PreparedDataset:
+    """Three fixed item orders shared by all users: a tiny training set a model can learn by heart."""
+    rows = [(u, (7 * k + u % 3) % items + 1, 4.0, k) for u in range(users) for k in range(length)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "memorize")
+    return preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
+
+
 def test_overfits_a_tiny_dataset(tmp_path):
-    dataset = pattern_dataset()
-    config = train.TrainConfig(epochs=200, batch_size=8, lr=5e-3, mask_prob=0.3, valid_every=50, patience=None,
-                               warmup_fraction=0.05)
-    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **(TINY | {"hidden_size": 64,
-                                                                             "intermediate_size": 128}))
-    result = train.fit(dataset, tmp_path / "model", model_config, config, progress=False)
+    dataset = memorization_dataset()
+    config = train.TrainConfig(epochs=100, batch_size=8, lr=5e-3, mask_prob=0.3, valid_every=50, patience=None)
+    result = train.fit(dataset, tmp_path / "model", tiny_config(dataset), config, progress=False)
     losses = [h["loss"] for h in result["history"]]
-    assert losses[-1] < 0.6 * losses[0]
+    assert losses[-1] < 0.1 * losses[0]
     model = Bert4Rec.load(tmp_path / "model")
     seqs = dataset.sequences()
     users = np.arange(seqs.num_users)
     # training-set recall: hide each user's last training item and ask for it
-    train_set = EvalSet(seqs.tokens, seqs.offsets[users], seqs.offsets[users + 1] - 3,
-                        seqs.tokens[seqs.offsets[users + 1] - 3] - 1)
+    last_train = seqs.offsets[users + 1] - 3
+    train_set = EvalSet(seqs.tokens, seqs.offsets[users], last_train, seqs.tokens[last_train] - 1)
     ranks = full_ranking_ranks(model_scorer(model), train_set, 16, dataset.vocab.mask)
     assert np.mean(ranks < 10) > 0.95
-    assert result["best_valid_NDCG@10"] > 0.8
+    assert np.mean(ranks == 0) > 0.9
 
 
 def test_outputs_of_a_run(tmp_path):
