@@ -1,6 +1,6 @@
 """Load test of `bert4rec serve` on 127.0.0.1: latency and throughput at 1, 16 and 64 concurrent clients.
 
-    .venv/bin/python benchmarks/serve.py MODEL_DIR [--clients 1 16 64] [--requests 600] [--max-seconds 60]
+    .venv/bin/python benchmarks/serve.py MODEL_DIR [--clients 1 16 64] [--requests 3000] [--max-seconds 60]
 
 Starts the server in its own process on a free loopback port, then, per concurrency level, runs that many asyncio
 aiohttp clients which POST /recommendations with real histories (the most recent 50 movies of random users from the
