@@ -133,7 +133,7 @@ def test_recommend_for_user_and_batch(tiny_model_dir, tmp_path):
         (["--user", "999999"], "unknown user id 999999"),
         (["--movie-ids", "1", "--movie-ids", "123456789"], "unknown movie id"),
         (["--movies", "qwertyuiopasdf"], "no movie matches"),
-        (["--movies", "hamlet"], "matches several movies"),
+        (["--movies", "hamlet"], "Hamlet (1996) [id 1411]"),  # ids in brackets survive rich's markup
         (["--user", "1", "--k", "0"], "k must be between"),
         (["--user", "1", "--k", "100000"], "k must be between"),
         (["--user", "1", "--movies", "Heat"], "exactly one of"),

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bert4rec.errors import Bert4RecError
@@ -33,7 +34,7 @@ def command(*args, **kwargs):
             try:
                 return func(*a, **kw)
             except Bert4RecError as exc:
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 err_console.print("interrupted")
@@ -76,7 +77,7 @@ def _stats_table(stats: dict) -> Table:
          f"{lengths['p0']:.0f} / {lengths['p50']:.0f} / {lengths['p90']:.0f} / {lengths['p100']:.0f}"),
     ]
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, escape(value))
     return table
 
 
@@ -288,15 +289,15 @@ def _recs_table(recs, title: str) -> Table:
                           ("genres", "left"), ("score", "right")):
         table.add_column(name, justify=justify)
     for rank, item in enumerate(recs.items, 1):
-        table.add_row(str(rank), str(item["movieId"]), item["title"], str(item["year"] or ""),
-                      ", ".join(item["genres"]), f"{item['score']:.3f}")
+        table.add_row(str(rank), str(item["movieId"]), escape(item["title"]), str(item["year"] or ""),
+                      escape(", ".join(item["genres"])), f"{item['score']:.3f}")
     return table
 
 
 def _history_line(recs, limit: int = 5) -> str:
     titles = [h["title"] for h in recs.history[-limit:]]
     more = len(recs.history) - len(titles)
-    return ("most recently watched: " + "; ".join(reversed(titles)) + (f" (+{more:,} earlier)" if more else ""))
+    return escape("most recently watched: " + "; ".join(reversed(titles)) + (f" (+{more:,} earlier)" if more else ""))
 
 
 @command("recommend")
