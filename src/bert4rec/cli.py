@@ -194,7 +194,7 @@ def train_command(
     max_len: Annotated[int, typer.Option(help="Longest history the model reads.")] = 200,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings and hidden layers.")] = 0.2,
     attention_dropout: Annotated[float, typer.Option(
-        help="Dropout on attention probabilities (the paper: 0.2; > 0 disables fused attention, ~1.9x slower).")]
+        help="Dropout on attention probabilities (the paper: 0.2; > 0 disables fused attention, ~1.7x slower).")]
     = 0.0,
     valid_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
     patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement "

@@ -43,7 +43,7 @@ class Bert4RecConfig:
     intermediate_size: int = 256
     dropout: float = 0.2
     # The paper also drops attention probabilities; that forces PyTorch's unfused attention path, which made an
-    # ML-1M epoch 1.9x slower on CPU (benchmarks/speed.py). Off by default; set 0.2 for the paper's exact model.
+    # ML-1M epoch 1.7x slower on CPU (benchmarks/speed.py). Off by default; set 0.2 for the paper's exact model.
     attention_dropout: float = 0.0
     max_len: int = 200
     num_token_types: int = 1  # > 1: a per-interaction type (e.g. the rating) embedded and added to the item
