@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,30 +13,62 @@ import torch
 from conftest import shared
 from test_reliability import pattern_prepared
 
+from bert4rec.distributed import Dist, from_environment
 from bert4rec.recommend import Recommender
 
 MODEL_ARGS = ["--hidden-size", "16", "--layers", "1", "--heads", "2", "--max-len", "16", "--dropout", "0",
               "--precision", "fp32", "--quiet"]
 
 
-def torchrun(processes: int, *args: str) -> subprocess.CompletedProcess:
-    # Loopback only: gloo otherwise picks the interface its hostname resolves to.
-    env = os.environ | {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--node-rank=0",
-               "--master-addr=127.0.0.1", f"--master-port={port}", f"--nproc-per-node={processes}",
-               "-m", "bert4rec.cli", "train", *args]
+        return sock.getsockname()[1]
+
+
+def launch(launcher: list[str], *args: str) -> subprocess.CompletedProcess:
+    # Loopback only: gloo otherwise picks the interface its hostname resolves to.
+    env = os.environ | {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    command = [*launcher, "-m", "bert4rec.cli", "train", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def torchrun(processes: int, *args: str) -> subprocess.CompletedProcess:
+    return launch([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--node-rank=0",
+                   "--master-addr=127.0.0.1", f"--master-port={free_port()}", f"--nproc-per-node={processes}"],
+                  *args)
+
+
+def accelerate_launch(processes: int, *args: str) -> subprocess.CompletedProcess:
+    # --multi_gpu is accelerate's torchrun-based launcher; without a GPU our code picks gloo on the CPU.
+    return launch([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                   f"--num_processes={processes}", "--num_machines=1", "--main_process_ip=127.0.0.1",
+                   f"--main_process_port={free_port()}", "--mixed_precision=no", "--dynamo_backend=no"], *args)
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    ({}, Dist(0, 1, 0)),
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}, Dist(3, 4, 1)),
+    ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "1"}, Dist(1, 2, 1)),
+    ({"PMI_RANK": "2", "PMI_SIZE": "3"}, Dist(2, 3, 0)),
+])
+def test_rank_and_world_size_come_from_any_launcher(monkeypatch, variables, expected):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK",
+                 "PMI_SIZE", "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert from_environment() == expected
+
+
 @pytest.mark.slow
-def test_two_processes_train_a_loadable_model(tmp_path):
+@pytest.mark.parametrize("launcher", [torchrun, accelerate_launch])
+def test_two_processes_train_a_loadable_model(tmp_path, launcher):
     out = tmp_path / "model"
-    done = torchrun(2, "--data", str(shared("ml-latest-small")), "--out", str(out), "--epochs", "1", *MODEL_ARGS)
+    done = launcher(2, "--data", str(shared("ml-latest-small")), "--out", str(out), "--epochs", "1", *MODEL_ARGS)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("training summary") == 1  # rank 0 alone reports
+    assert re.search(r"processes\s*│\s*2\b", done.stdout), done.stdout
     recommender = Recommender.load(out)
     assert len(recommender.recommend_user(1, 5).items) == 5
     assert len((out / "history.jsonl").read_text().splitlines()) == 1

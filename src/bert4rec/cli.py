@@ -169,6 +169,7 @@ def _train_table(result: dict, out: Path) -> Table:
         ("seconds per epoch (training)", f"{result['seconds_per_epoch']:.1f}"),
         ("training minutes", f"{result['train_seconds'] / 60:.1f}"),
         ("device", result["device"]),
+        ("processes", str(result["processes"])),
         ("model folder", str(out)),
     ]
     for key, value in rows:

@@ -29,10 +29,22 @@ class Dist:
         return self.rank == 0
 
 
+# (rank, world size, local rank) as each launcher names them: torchrun and `accelerate launch --multi_gpu` set the
+# first; `accelerate launch --cpu` with several processes runs mpirun, which sets one of the others.
+_LAUNCHER_VARIABLES = (
+    ("RANK", "WORLD_SIZE", "LOCAL_RANK"),
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),  # Open MPI
+    ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),  # Intel MPI, MPICH
+    ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_LOCAL_RANK"),  # MVAPICH
+)
+
+
 def from_environment() -> Dist:
-    """The launcher's RANK / WORLD_SIZE / LOCAL_RANK, or a single process when they are absent."""
-    return Dist(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                int(os.environ.get("LOCAL_RANK", 0)))
+    """The launcher's rank, world size and local rank, or a single process when none are set."""
+    for rank, world, local in _LAUNCHER_VARIABLES:
+        if rank in os.environ and world in os.environ:
+            return Dist(int(os.environ[rank]), int(os.environ[world]), int(os.environ.get(local, 0)))
+    return Dist()
 
 
 def start(dist: Dist, device: torch.device) -> torch.device:
@@ -43,7 +55,11 @@ def start(dist: Dist, device: torch.device) -> torch.device:
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Rank and size passed explicitly: under mpirun only MASTER_ADDR / MASTER_PORT are in the environment.
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29500")
+        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=dist.rank,
+                                      world_size=dist.world)
     return device
 
 
