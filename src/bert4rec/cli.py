@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import sys
@@ -47,9 +48,17 @@ def command(*args, **kwargs):
 
 # ------------------------------------------------------------------------------------------------ data
 
+
+class Engine(str, enum.Enum):
+    auto = "auto"
+    memory = "memory"
+    duckdb = "duckdb"
+
 DataOption = Annotated[str, typer.Option(
     "--data", help="A MovieLens release name (ml-1m, ml-latest-small, ...), a release folder or zip, a ratings "
-                   ".parquet/.csv file, or a folder holding ratings.parquet/csv and movies.parquet/csv.")]
+                   ".parquet/.csv file, a folder holding ratings.parquet/csv and movies.parquet/csv, or a "
+                   "partitioned parquet dataset (a folder of parquet files, movies.parquet/csv optional).")]
+QuietOption = Annotated[bool, typer.Option(help="No progress bars.")]
 UserColOption = Annotated[str, typer.Option(help="User id column of a custom ratings table.")]
 ItemColOption = Annotated[str, typer.Option(help="Item (movie) id column of a custom ratings table.")]
 RatingColOption = Annotated[str, typer.Option(help="Rating column of a custom ratings table ('' for none).")]
@@ -110,18 +119,37 @@ def prepare_command(
     rating_col: RatingColOption = "rating",
     time_col: TimeColOption = "timestamp",
     as_json: Annotated[bool, typer.Option("--json", help="Print stats.json instead of a table.")] = False,
+    engine: Annotated[Engine, typer.Option(
+        help="memory: pandas, everything in RAM. duckdb: out of core, for a partitioned parquet dataset (a folder "
+             "of parquet files) larger than memory; same result. auto: duckdb for such a folder, else memory.")
+    ] = Engine.auto,
+    memory_limit: Annotated[str, typer.Option(
+        help="duckdb engine: memory for its buffers (e.g. 4GB); the rest spills to --temp-dir.")] = "4GB",
+    temp_dir: Annotated[Path | None, typer.Option(
+        help="duckdb engine: where to spill (default: the system's temporary folder).")] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Filter a dataset, sort each user's history by time and split it leave-one-out; write parquet + stats."""
     from bert4rec import movielens, preprocess
 
     columns = movielens.Columns(user_col, item_col, rating_col or None, time_col)
     params = preprocess.PrepareParams(min_rating, min_user, min_item, sample_users, seed)
-    dataset = preprocess.prepare(movielens.load(data, columns), params)
-    preprocess.save_prepared(dataset, out)
-    if as_json:
-        sys.stdout.write(json.dumps(dataset.stats, indent=2) + "\n")
+    partitioned = movielens.is_partitioned(Path(data))
+    if engine == Engine.duckdb and not partitioned:
+        raise Bert4RecError(f"{data}: --engine duckdb reads a folder of parquet files (a partitioned dataset)")
+    if engine == Engine.duckdb or (engine == Engine.auto and partitioned):
+        from bert4rec.outofcore import prepare_partitioned
+
+        stats = prepare_partitioned(Path(data), out, params, columns, memory_limit, temp_dir=temp_dir,
+                                    progress=not quiet)
     else:
-        console.print(_stats_table(dataset.stats))
+        dataset = preprocess.prepare(movielens.load(data, columns), params)
+        preprocess.save_prepared(dataset, out)
+        stats = dataset.stats
+    if as_json:
+        sys.stdout.write(json.dumps(stats, indent=2) + "\n")
+    else:
+        console.print(_stats_table(stats))
         console.print(f"written to {out}")
 
 
@@ -209,7 +237,7 @@ def train_command(
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint; with --data, start it if it never began.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing --out folder first.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train BERT4Rec; keeps the best model by validation NDCG@10 and a checkpoint every epoch."""
     from bert4rec import distributed, train

@@ -274,13 +274,66 @@ def _read_tables(box: _Container, columns: Columns) -> RawDataset:
     movies_name = next((n for n in ("movies.parquet", "movies.csv") if box.has(n)), None)
     if movies_name is None:
         return RawDataset(ratings, placeholder_movies(ratings["item_id"].to_numpy()), str(box.path),
-                          [f"{box.path}: no movies.parquet or movies.csv; titles are item ids"])
+                          [no_movies_note(box.path)])
     raw = _read_table_file(box.read(movies_name), movies_name, box.label(movies_name))
     return RawDataset(ratings, canonical_movies(raw, box.label(movies_name), columns), str(box.path))
 
 
+def partition_files(folder: Path) -> list[str]:
+    """The ratings files of a partitioned parquet dataset (a folder of ``*.parquet`` files at any depth, hive-style
+    or not; ``movies.parquet`` excluded), sorted by path: this order breaks timestamp ties, whatever the engine."""
+    files = [str(p) for p in Path(folder).rglob("*.parquet") if p.name != "movies.parquet" and p.is_file()]
+    return sorted(files)
+
+
+def movies_beside(folder: Path, columns: Columns = Columns()) -> pd.DataFrame | None:
+    """The ``movies.parquet`` / ``movies.csv`` in a partitioned dataset's folder, if there is one."""
+    for name in ("movies.parquet", "movies.csv"):
+        path = Path(folder) / name
+        if path.is_file():
+            return canonical_movies(_read_table_file(path.read_bytes(), name, str(path)), str(path), columns)
+    return None
+
+
+def no_movies_note(folder: Path) -> str:
+    return f"{folder}: no movies.parquet or movies.csv; titles are item ids"
+
+
+def read_partitioned(folder: Path, columns: Columns = Columns()) -> RawDataset:
+    """A partitioned parquet dataset read into memory (``outofcore.prepare_partitioned`` handles larger ones)."""
+    files = partition_files(folder)
+    wanted = [c for c in (columns.user, columns.item, columns.rating, columns.timestamp) if c is not None]
+    tables = []
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+            tables.append(pq.read_table(file, columns=[c for c in wanted if c in schema.names]))
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{file}: not a readable parquet file ({exc})") from None
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowException, ValueError) as exc:
+        raise DataError(f"{folder}: the parquet files do not share a schema ({exc})") from None
+    ratings = canonical_ratings(table.to_pandas(), str(folder), columns)
+    movies = movies_beside(folder, columns)
+    if movies is None:
+        return RawDataset(ratings, placeholder_movies(ratings["item_id"].to_numpy()), str(folder),
+                          [no_movies_note(folder)])
+    return RawDataset(ratings, movies, str(folder))
+
+
+def is_partitioned(path: Path) -> bool:
+    """Whether ``path`` is a partitioned parquet dataset rather than a release or notebook-layout folder."""
+    if not Path(path).is_dir() or not partition_files(path):
+        return False
+    box = _Container(Path(path))
+    prepared = box.has("stats.json") and box.has("interactions.parquet")  # bert4rec prepare's own output
+    return not prepared and not any(box.has(n) for n in ("u.data", "ratings.dat", "ratings.parquet", "ratings.csv"))
+
+
 def read_container(path: Path, columns: Columns = Columns()) -> RawDataset:
-    """Read a release folder or zip, or a folder in the notebook's ratings/movies layout."""
+    """Read a release folder or zip, a folder in the notebook's ratings/movies layout, or a partitioned parquet
+    dataset (a folder of parquet files)."""
     box = _Container(path)
     if box.has("u.data") and box.has("u.item"):
         return _read_ml100k(box)
@@ -288,9 +341,11 @@ def read_container(path: Path, columns: Columns = Columns()) -> RawDataset:
         return _read_dat(box)
     if box.has("ratings.parquet") or box.has("ratings.csv"):
         return _read_tables(box, columns)
+    if is_partitioned(path):
+        return read_partitioned(path, columns)
     raise DataError(
         f"{path}: no MovieLens files found (expected u.data + u.item, ratings.dat + movies.dat, "
-        "or ratings.parquet/ratings.csv)"
+        "ratings.parquet/ratings.csv, or a folder of parquet files)"
     )
 
 
@@ -303,7 +358,7 @@ def read_ratings_file(path: Path, columns: Columns = Columns()) -> RawDataset:
             raw = _read_table_file(sibling.read_bytes(), name, str(sibling))
             return RawDataset(ratings, canonical_movies(raw, str(sibling), columns), str(path))
     return RawDataset(ratings, placeholder_movies(ratings["item_id"].to_numpy()), str(path),
-                      [f"{path.parent}: no movies.parquet or movies.csv; titles are item ids"])
+                      [no_movies_note(path.parent)])
 
 
 # --------------------------------------------------------------------------------------------- resolution

@@ -25,6 +25,7 @@ TRAIN, VALID, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "valid", "test")
 DATASET_DIR = "dataset"  # where a model folder keeps the prepared dataset it was trained on
 MIN_EVAL_LENGTH = 3  # a user needs a training item, a validation target and a test target
+INTERACTIONS_FILE = "interactions.parquet"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class PrepareParams:
     min_item_interactions: int = 5
     sample_users: float | None = None  # fraction of users kept, whole users at a time
     seed: int = 0
+
+    @property
+    def samples_users(self) -> bool:
+        return self.sample_users is not None and self.sample_users < 1
 
     def validate(self) -> None:
         if self.min_user_interactions < 1 or self.min_item_interactions < 1:
@@ -97,17 +102,22 @@ def _apply_filters(ratings: pd.DataFrame, params: PrepareParams, source: str) ->
         np.bincount(item_codes)[item_codes] >= params.min_item_interactions
     )
     kept = ratings[keep]
-    if params.sample_users is not None and params.sample_users < 1:
-        users = np.unique(kept["user_id"].to_numpy())
-        chosen = np.random.default_rng(params.seed).choice(
-            users, size=max(1, round(params.sample_users * len(users))), replace=False)
-        kept = kept[np.isin(kept["user_id"].to_numpy(), chosen)]
+    if params.samples_users:
+        kept = kept[np.isin(kept["user_id"].to_numpy(), sample_users(np.unique(kept["user_id"].to_numpy()), params))]
     if len(kept) == 0:
-        raise DataError(
-            f"{source}: no interactions left after filtering (min rating {params.min_rating}, "
-            f"at least {params.min_user_interactions} per user and {params.min_item_interactions} per item)"
-        )
+        raise nothing_left(source, params)
     return kept
+
+
+def sample_users(users: np.ndarray, params: PrepareParams) -> np.ndarray:
+    """The users that ``--sample-users`` keeps, drawn from the sorted distinct ids of the filtered data."""
+    size = max(1, round(params.sample_users * len(users)))
+    return np.random.default_rng(params.seed).choice(users, size=size, replace=False)
+
+
+def nothing_left(source: str, params: PrepareParams) -> DataError:
+    return DataError(f"{source}: no interactions left after filtering (min rating {params.min_rating}, "
+                     f"at least {params.min_user_interactions} per user and {params.min_item_interactions} per item)")
 
 
 def _split_labels(user_idx: np.ndarray) -> np.ndarray:
@@ -123,7 +133,7 @@ def _split_labels(user_idx: np.ndarray) -> np.ndarray:
     return split
 
 
-def _catalogue(movies: pd.DataFrame, vocab: ItemVocab) -> pd.DataFrame:
+def catalogue(movies: pd.DataFrame, vocab: ItemVocab) -> pd.DataFrame:
     """The movies table restricted to vocabulary items in token order; items without a row get placeholders."""
     table = movies.set_index("item_id").reindex(vocab.item_ids)
     missing = table["title"].isna().to_numpy()
@@ -141,6 +151,25 @@ def _percentiles(lengths: np.ndarray) -> dict:
     out = {f"p{q}": float(v) for q, v in zip(qs, values, strict=True)}
     out["mean"] = float(lengths.mean())
     return out
+
+
+def dataset_stats(source: str, params: PrepareParams, lengths: np.ndarray, num_items: int, num_raw: int,
+                  timestamp_range: tuple[int, int], notes: list[str]) -> dict:
+    """stats.json of a prepared dataset, from its per-user sequence lengths (users in index order)."""
+    num_users, num_interactions = len(lengths), int(lengths.sum())
+    return {
+        "source": source,
+        "params": asdict(params),
+        "num_users": num_users,
+        "num_items": num_items,
+        "num_interactions": num_interactions,
+        "num_raw_interactions": num_raw,
+        "num_eval_users": int((lengths >= MIN_EVAL_LENGTH).sum()),
+        "density": num_interactions / (num_users * num_items),
+        "sequence_length": _percentiles(lengths),
+        "timestamp_range": list(timestamp_range),
+        "notes": list(notes),
+    }
 
 
 def prepare(raw: RawDataset, params: PrepareParams = PrepareParams()) -> PreparedDataset:
@@ -166,20 +195,10 @@ def prepare(raw: RawDataset, params: PrepareParams = PrepareParams()) -> Prepare
     })
     user_ids = user_id[new_user]
     lengths = np.diff(np.r_[np.flatnonzero(new_user), len(user_id)])
-    stats = {
-        "source": raw.source,
-        "params": asdict(params),
-        "num_users": len(user_ids),
-        "num_items": vocab.num_items,
-        "num_interactions": len(interactions),
-        "num_raw_interactions": len(raw.ratings),
-        "num_eval_users": int((lengths >= MIN_EVAL_LENGTH).sum()),
-        "density": len(interactions) / (len(user_ids) * vocab.num_items),
-        "sequence_length": _percentiles(lengths),
-        "timestamp_range": [int(interactions["timestamp"].min()), int(interactions["timestamp"].max())],
-        "notes": list(raw.notes),
-    }
-    return PreparedDataset(interactions, _catalogue(raw.movies, vocab), vocab, user_ids, stats)
+    timestamps = interactions["timestamp"].to_numpy()
+    stats = dataset_stats(raw.source, params, lengths, vocab.num_items, len(raw.ratings),
+                          (int(timestamps.min()), int(timestamps.max())), raw.notes)
+    return PreparedDataset(interactions, catalogue(raw.movies, vocab), vocab, user_ids, stats)
 
 
 # --------------------------------------------------------------------------------------------- storage
@@ -187,17 +206,21 @@ def prepare(raw: RawDataset, params: PrepareParams = PrepareParams()) -> Prepare
 
 def save_prepared(dataset: PreparedDataset, out: Path) -> None:
     def write(tmp: Path) -> None:
-        pq.write_table(pa.Table.from_pandas(dataset.interactions, preserve_index=False), tmp / "interactions.parquet")
-        pq.write_table(pa.Table.from_pandas(dataset.movies, preserve_index=False), tmp / "movies.parquet")
-        dataset.vocab.save(tmp / "vocab.json")
-        (tmp / "stats.json").write_text(json.dumps({"format": FORMAT, "version": VERSION, **dataset.stats},
-                                                   indent=2))
+        pq.write_table(pa.Table.from_pandas(dataset.interactions, preserve_index=False), tmp / INTERACTIONS_FILE)
+        write_metadata(tmp, dataset.movies, dataset.vocab, dataset.stats)
 
     write_dir_atomically(out, write)
 
 
+def write_metadata(folder: Path, movies: pd.DataFrame, vocab: ItemVocab, stats: dict) -> None:
+    """Everything of a prepared folder but the interactions table."""
+    pq.write_table(pa.Table.from_pandas(movies, preserve_index=False), folder / "movies.parquet")
+    vocab.save(folder / "vocab.json")
+    (folder / "stats.json").write_text(json.dumps({"format": FORMAT, "version": VERSION, **stats}, indent=2))
+
+
 def is_prepared_dir(path: Path) -> bool:
-    return (Path(path) / "stats.json").is_file() and (Path(path) / "interactions.parquet").is_file()
+    return (Path(path) / "stats.json").is_file() and (Path(path) / INTERACTIONS_FILE).is_file()
 
 
 def load_prepared(path: Path) -> PreparedDataset:
@@ -212,7 +235,7 @@ def load_prepared(path: Path) -> PreparedDataset:
         raise DataError(f"{path}: prepared by an incompatible bert4rec (format {stats.get('format')} "
                         f"version {stats.get('version')}); run `bert4rec prepare` again")
     try:
-        interactions = pq.read_table(path / "interactions.parquet").to_pandas()
+        interactions = pq.read_table(path / INTERACTIONS_FILE).to_pandas()
         movies = pq.read_table(path / "movies.parquet").to_pandas()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: unreadable prepared data ({exc})") from None
