@@ -48,12 +48,22 @@ TINY_TRAIN_ARGS = ["--epochs", "2", "--hidden-size", "16", "--layers", "1", "--h
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny model trained for two epochs on ml-latest-small through the real CLI (shared, read-only)."""
+    return _train_tiny(tmp_path_factory, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_rating_aware_dir(tmp_path_factory) -> Path:
+    """As ``tiny_model_dir``, trained with --rating-aware."""
+    return _train_tiny(tmp_path_factory, "tiny-rating-aware", "--rating-aware")
+
+
+def _train_tiny(tmp_path_factory, name: str, *extra: str) -> Path:
     from typer.testing import CliRunner
 
     from bert4rec.cli import app
 
-    out = tmp_path_factory.mktemp("models") / "tiny"
+    out = tmp_path_factory.mktemp("models") / name
     result = CliRunner().invoke(app, ["train", "--data", str(shared("ml-latest-small")), "--out", str(out),
-                                      *TINY_TRAIN_ARGS])
+                                      *TINY_TRAIN_ARGS, *extra])
     assert result.exit_code == 0, result.output
     return out

@@ -127,6 +127,18 @@ def test_recommend_for_user_and_batch(tiny_model_dir, tmp_path):
     assert len(recs) == 610 * 4 and list(recs.columns) == ["userId", "rank", "movieId", "title", "score"]
 
 
+def test_rating_aware_train_and_liked_recommendations(tiny_rating_aware_dir, tmp_path):
+    config = json.loads((tiny_rating_aware_dir / "config.json").read_text())
+    assert config["num_token_types"] == 9
+    liked = run("recommend", tiny_rating_aware_dir, "--user", "42", "--k", "5", "--liked", "--json")
+    plain = run("recommend", tiny_rating_aware_dir, "--user", "42", "--k", "5", "--json")
+    assert liked.exit_code == 0 and plain.exit_code == 0, liked.output + plain.output
+    assert json.loads(liked.output)["items"] != json.loads(plain.output)["items"]  # scores at least differ
+    out = tmp_path / "liked.csv"
+    assert run("recommend", tiny_rating_aware_dir, "--users", "1,2", "--liked", "--out", out).exit_code == 0
+    assert len(pd.read_csv(out)) == 20
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -139,6 +151,7 @@ def test_recommend_for_user_and_batch(tiny_model_dir, tmp_path):
         (["--user", "1", "--movies", "Heat"], "exactly one of"),
         (["--users", "all"], "--out"),
         (["--users", "1,x", "--out", "r.parquet"], "comma-separated"),
+        (["--user", "1", "--liked"], "rating-aware"),
     ],
 )
 def test_recommend_bad_input(tiny_model_dir, args, fragment):

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from bert4rec.cli import app
 from bert4rec.errors import Bert4RecError
-from bert4rec.export import OnnxScorer
+from bert4rec.export import OnnxScorer, export_onnx
 from bert4rec.recommend import Recommender
 
 
@@ -34,3 +34,9 @@ def test_export_errors(tmp_path, tiny_model_dir):
         OnnxScorer(tmp_path / "bad.onnx")
     result = CliRunner().invoke(app, ["export", str(tiny_model_dir)])
     assert result.exit_code == 2 and "--onnx" in result.output
+
+
+def test_rating_aware_models_are_not_exported_silently_wrong(tiny_rating_aware_dir, tmp_path):
+    with pytest.raises(Bert4RecError, match="rating-aware"):
+        export_onnx(tiny_rating_aware_dir, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

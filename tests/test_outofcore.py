@@ -105,6 +105,12 @@ def test_nothing_left_and_no_files(tmp_path):
         prepare_partitioned(tmp_path / "empty", tmp_path / "out", progress=False)
 
 
+def test_bad_memory_limit_is_a_clear_error(tmp_path):
+    folder = write_one(tmp_path / "data", userId=[1, 2], movieId=[1, 2], timestamp=[1, 2])
+    with pytest.raises(DataError, match="memory"):
+        prepare_partitioned(folder, tmp_path / "out", memory_limit="lots", progress=False)
+
+
 def test_cli_picks_duckdb_for_a_partitioned_folder(tmp_path, partitioned):
     done = runner.invoke(app, ["prepare", "--data", str(partitioned), "--out", str(tmp_path / "auto"), "--quiet",
                                "--json"])

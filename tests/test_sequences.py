@@ -5,14 +5,22 @@ import torch
 
 from bert4rec.model import IGNORE
 from bert4rec.sequences import (
+    LIKED_LEVEL,
+    MASK_ANY,
+    MASK_LIKED,
+    MASK_NOT_LIKED,
+    UNRATED,
     cloze_samples,
+    cloze_types,
     crop,
     exclude_seen,
     inference_inputs,
     length_bucketed_batches,
+    rating_types,
     right_aligned,
     training_windows,
 )
+from bert4rec.vocab import PAD
 
 MASK = 99
 
@@ -108,3 +116,28 @@ def test_exclude_seen_uses_the_whole_history():
     exclude_seen(scores, tokens, np.array([0, 3]), np.array([3, 5]))
     assert torch.isinf(scores[0]).tolist() == [True, True, True, False, False, False]
     assert torch.isinf(scores[1]).tolist() == [False, False, False, True, True, False]
+
+
+def test_rating_types():
+    ratings = np.array([np.nan, 0.5, 1.0, 3.5, 4.0, 4.5, 5.0])
+    assert rating_types(ratings).tolist() == [UNRATED, 1, 1, 3, 4, 4, 5]
+
+
+def test_cloze_types_reveal_liked_only_on_masked_slots():
+    rng = np.random.default_rng(0)
+    types = np.tile(np.array([UNRATED, UNRATED, 5, 2, UNRATED, 4, 1, 3]), (500, 1))
+    types[:, :2] = UNRATED  # padding
+    windows = np.where(np.arange(8) < 2, PAD, 7)[None, :].repeat(500, 0)
+    samples = cloze_samples(windows, 99, 0.4, 0.0, rng)
+    out = cloze_types(types, samples.labels, rng, reveal=0.5, forget=0.1)
+    masked = samples.labels != IGNORE
+    assert set(np.unique(out[masked])) <= {MASK_ANY, MASK_LIKED, MASK_NOT_LIKED}
+    assert (out[~masked] < MASK_ANY).all()
+    assert (out[:, :2] == UNRATED).all()  # padding never gets a type
+    liked_slot = masked & (types >= LIKED_LEVEL)
+    assert set(np.unique(out[liked_slot])) == {MASK_ANY, MASK_LIKED}  # revealed about half the time
+    assert 0.4 < np.mean(out[liked_slot] == MASK_LIKED) < 0.6
+    assert set(np.unique(out[masked & (types < LIKED_LEVEL) & (types != UNRATED)])) == {MASK_ANY, MASK_NOT_LIKED}
+    assert (out[masked & (types == UNRATED)] == MASK_ANY).all()  # an unknown rating is never revealed
+    forgotten = ~masked & (types != UNRATED) & (out == UNRATED)
+    assert 0.05 < forgotten.sum() / (~masked & (types != UNRATED)).sum() < 0.15

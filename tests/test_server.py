@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from bert4rec.recommend import Recommender
+from bert4rec.recommend import Filters, Recommender
 from bert4rec.server import create_app
 
 
@@ -130,3 +130,29 @@ def test_page_is_served_and_self_contained(client):
     assert response.status_code == 200 and "text/html" in response.headers["content-type"]
     assert "bert4rec" in response.text
     assert not re.search(r"(src|href)=\"https?://", response.text), "no CDN assets: the page works offline"
+
+
+def test_liked_needs_a_rating_aware_model(client):
+    response = client.post("/recommendations", json={"history": [{"movieId": 1}], "liked": True})
+    assert response.status_code == 422
+    assert "rating-aware" in response.json()["detail"]
+    assert client.get("/users/1/recommendations", params={"liked": "true"}).status_code == 422
+
+
+def test_rating_aware_model_reads_ratings_and_liked(tiny_rating_aware_dir):
+    recommender = Recommender.load(tiny_rating_aware_dir)
+    with TestClient(create_app(recommender)) as rating_client:
+        def scores(body):
+            response = rating_client.post("/recommendations", json=body | {"k": 20, "explain": False})
+            assert response.status_code == 200, response.text
+            return {item["movieId"]: item["score"] for item in response.json()["items"]}
+
+        history = [{"movieId": 1, "rating": 5}, {"movieId": 2571, "rating": 1.5}, {"title": "heat"}]
+        plain = scores({"history": history})
+        liked = scores({"history": history, "liked": True})
+        unrated = scores({"history": [{"movieId": 1}, {"movieId": 2571}, {"title": "heat"}]})
+        assert plain != liked and plain != unrated  # the [MASK] type and the ratings reach the model
+        direct = recommender.recommend_history([1, 2571, 6], 20, Filters(liked=True), ratings=[5, 1.5, None])
+        assert [m["movieId"] for m in direct.items] == list(liked)  # the micro-batcher scores as a direct call
+        response = rating_client.get("/users/1/recommendations", params={"liked": "true", "k": 5})
+        assert response.status_code == 200 and len(response.json()["items"]) == 5

@@ -13,6 +13,8 @@ from bert4rec.errors import Bert4RecError
 from bert4rec.evaluate import EvalSet, full_ranking_ranks, model_scorer
 from bert4rec.model import Bert4Rec, Bert4RecConfig
 from bert4rec.movielens import RawDataset
+from bert4rec.recommend import Filters, Recommender
+from bert4rec.sequences import NUM_RATING_TYPES
 
 TINY = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_len=16, dropout=0.0,
             attention_dropout=0.0)
@@ -38,9 +40,11 @@ def memorization_dataset(users: int = 40, length: int = 14, items: int = 20) -> 
     return preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
 
 
-def test_overfits_a_tiny_dataset(tmp_path):
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_overfits_a_tiny_dataset(tmp_path, loss):
     dataset = memorization_dataset()
-    config = train.TrainConfig(epochs=100, batch_size=8, lr=5e-3, mask_prob=0.3, valid_every=50, patience=None)
+    config = train.TrainConfig(epochs=100, batch_size=8, lr=5e-3, mask_prob=0.3, valid_every=50, patience=None,
+                               loss=loss, negatives=5)  # 5 negatives among 20 items
     result = train.fit(dataset, tmp_path / "model", tiny_config(dataset), config, progress=False)
     losses = [h["loss"] for h in result["history"]]
     assert losses[-1] < 0.1 * losses[0]
@@ -120,3 +124,26 @@ def test_device_selection():
     assert train.pick_device("auto").type in {"cpu", "cuda", "mps"}
     with pytest.raises(Bert4RecError):
         train.pick_device("tpu9")
+
+
+def test_rating_aware_model_learns_what_is_liked(tmp_path):
+    """Every user rates all 20 items in random order, items 1-10 always 5 stars and 11-20 always 1: the order
+    carries nothing. Asked for a liked movie, a rating-aware model must offer items 1-10; asked for any movie after
+    a balanced history, it has no reason to prefer them."""
+    rng = np.random.default_rng(0)
+    rows = [(u, int(item), 5.0 if item <= 10 else 1.0, k)
+            for u in range(60) for k, item in enumerate(rng.permutation(20) + 1)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "liked")
+    dataset = preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
+    model_config = Bert4RecConfig(num_items=20, **TINY | {"num_token_types": NUM_RATING_TYPES})
+    config = train.TrainConfig(epochs=60, batch_size=16, lr=5e-3, mask_prob=0.3, valid_every=60, patience=None)
+    train.fit(dataset, tmp_path / "model", model_config, config, progress=False)
+    recommender = Recommender.load(tmp_path / "model")
+    liked = any_ = 0
+    for history in ([11, 1, 12, 2], [13, 3], [4, 14, 5, 15, 16, 6]):
+        liked += sum(m["movieId"] <= 10 for m in recommender.recommend_history(
+            history, 5, Filters(liked=True), ratings=[None] * len(history)).items)
+        any_ += sum(m["movieId"] <= 10 for m in recommender.recommend_history(history, 5).items)
+    assert liked >= 14  # of 15
+    assert liked - any_ >= 5

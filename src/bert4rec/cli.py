@@ -233,6 +233,14 @@ def train_command(
     = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 elsewhere), bf16 or fp32.")]
     = "auto",
+    rating_aware: Annotated[bool, typer.Option(
+        help="Read each interaction's rating (as a token type added to the movie) and learn to fill a [MASK] "
+             "asked to be 'liked' (4+ stars): enables `recommend --liked`.")] = False,
+    loss: Annotated[str, typer.Option(
+        help="full: exact softmax over every item (computed in chunks when the catalogue is large); sampled: the "
+             "target against --negatives items drawn by popularity, log-Q corrected (faster on huge catalogues).")]
+    = "full",
+    negatives: Annotated[int, typer.Option(help="Negatives per batch for --loss sampled.")] = 1024,
     seed: SeedOption = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint; with --data, start it if it never began.")] = False,
@@ -242,12 +250,13 @@ def train_command(
     """Train BERT4Rec; keeps the best model by validation NDCG@10 and a checkpoint every epoch."""
     from bert4rec import distributed, train
     from bert4rec.model import Bert4RecConfig
+    from bert4rec.sequences import NUM_RATING_TYPES
 
     _check_out_dir(out, resume, overwrite)
     config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, mask_prob=mask_prob,
                                last_item_fraction=last_item_fraction, valid_every=valid_every,
                                patience=patience or None, max_minutes=max_minutes, seed=seed, device=device,
-                               precision=precision)
+                               precision=precision, loss=loss, negatives=negatives)
     if resume and train.has_run(out):
         result = train.fit(None, out, resume=True, progress=not quiet)
     else:
@@ -258,7 +267,8 @@ def train_command(
         dataset = load_dataset(data)
         model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, hidden_size=hidden_size, num_layers=layers,
                                       num_heads=heads, intermediate_size=4 * hidden_size, dropout=dropout,
-                                      attention_dropout=attention_dropout, max_len=max_len)
+                                      attention_dropout=attention_dropout, max_len=max_len,
+                                      num_token_types=NUM_RATING_TYPES if rating_aware else 1)
         result = train.fit(dataset, out, model_config, config, progress=not quiet)
     if distributed.from_environment().main:
         console.print(_train_table(result, out))
@@ -349,6 +359,8 @@ def recommend_command(
     year_min: Annotated[int | None, typer.Option(help="Only movies released in or after this year.")] = None,
     year_max: Annotated[int | None, typer.Option(help="Only movies released in or before this year.")] = None,
     exclude: Annotated[list[int] | None, typer.Option(help="Never recommend these movieIds (repeat).")] = None,
+    liked: Annotated[bool, typer.Option(
+        help="Only what the user would like (rate 4+): a model trained with --rating-aware asks for it.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or mps.")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -364,7 +376,7 @@ def recommend_command(
     if users is not None and out is None:
         raise Bert4RecError("--users needs --out FILE (.parquet or .csv)")
     filters = Filters(exclude_seen=not include_seen, exclude=exclude, genres=genre, year_min=year_min,
-                      year_max=year_max)
+                      year_max=year_max, liked=liked)
     recommender = Recommender.load(model_dir, device)
     if users is not None:
         _batch_recommend(recommender, users, out, k, filters)

@@ -21,10 +21,11 @@ from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write_text
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import TRAIN, PreparedDataset, Sequences
-from bert4rec.sequences import exclude_seen, inference_inputs
+from bert4rec.sequences import MASK_ANY, exclude_seen, inference_inputs, rating_types
 
 SPLITS = ("valid", "test")
-ScoreFn = Callable[[np.ndarray], torch.Tensor]  # (B, W) inputs ending in [MASK] -> (B, N) item scores
+# (B, W) inputs ending in [MASK], (B, W) token types or None -> (B, N) item scores
+ScoreFn = Callable[[np.ndarray, np.ndarray | None], torch.Tensor]
 
 
 @dataclass
@@ -35,6 +36,7 @@ class EvalSet:
     starts: np.ndarray
     ends: np.ndarray
     targets: np.ndarray
+    types: np.ndarray | None = None  # (like tokens) rating token types, read by rating-aware models only
 
     @classmethod
     def for_split(cls, seqs: Sequences, users: np.ndarray, split: str) -> EvalSet:
@@ -42,7 +44,14 @@ class EvalSet:
             raise Bert4RecError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
         held_out = 2 if split == "valid" else 1
         ends = seqs.offsets[users + 1] - held_out
-        return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1)
+        return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1, rating_types(seqs.ratings))
+
+    def inputs(self, rows: slice, max_len: int, mask_token: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model inputs (history + [MASK]) for a slice of users, and their token types if known."""
+        starts, ends = self.starts[rows], self.ends[rows]
+        inputs = inference_inputs(self.tokens, starts, ends, max_len, mask_token)
+        types = None if self.types is None else inference_inputs(self.types, starts, ends, max_len, MASK_ANY)
+        return inputs, types
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -56,8 +65,9 @@ def training_popularity(dataset: PreparedDataset) -> np.ndarray:
 
 
 def model_scorer(model: Bert4Rec, device: str | torch.device = "cpu") -> ScoreFn:
-    def score(inputs: np.ndarray) -> torch.Tensor:
-        return model.score_last(torch.from_numpy(inputs).to(device)).float()
+    def score(inputs: np.ndarray, types: np.ndarray | None) -> torch.Tensor:
+        types = torch.from_numpy(types).to(device) if types is not None and model.config.rating_aware else None
+        return model.score_last(torch.from_numpy(inputs).to(device), types).float()
 
     return score
 
@@ -65,7 +75,7 @@ def model_scorer(model: Bert4Rec, device: str | torch.device = "cpu") -> ScoreFn
 def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
     row = torch.from_numpy(np.asarray(popularity, dtype=np.float32))
 
-    def score(inputs: np.ndarray) -> torch.Tensor:
+    def score(inputs: np.ndarray, types: np.ndarray | None) -> torch.Tensor:
         return row.expand(len(inputs), -1).clone()
 
     return score
@@ -83,9 +93,8 @@ def full_ranking_ranks(score_fn: ScoreFn, data: EvalSet, max_len: int, mask_toke
     ranks = []
     for i in _batches(len(data), batch_size, "full ranking", progress):
         sl = slice(i, i + batch_size)
-        starts, ends = data.starts[sl], data.ends[sl]
-        scores = score_fn(inference_inputs(data.tokens, starts, ends, max_len, mask_token))
-        exclude_seen(scores, data.tokens, starts, ends)
+        scores = score_fn(*data.inputs(sl, max_len, mask_token))
+        exclude_seen(scores, data.tokens, data.starts[sl], data.ends[sl])
         ranks.append(metrics.target_ranks(scores, torch.from_numpy(data.targets[sl]).to(scores.device)).cpu())
     return torch.cat(ranks).numpy()
 
@@ -118,7 +127,7 @@ def sampled_ranks(score_fn: ScoreFn, data: EvalSet, negatives: np.ndarray, max_l
     ranks = []
     for i in range(0, len(data), batch_size):
         sl = slice(i, i + batch_size)
-        scores = score_fn(inference_inputs(data.tokens, data.starts[sl], data.ends[sl], max_len, mask_token))
+        scores = score_fn(*data.inputs(sl, max_len, mask_token))
         target = scores.gather(1, torch.from_numpy(data.targets[sl])[:, None].to(scores.device))
         negative = scores.gather(1, torch.from_numpy(negatives[sl]).to(scores.device))
         ranks.append((negative > target).sum(1).cpu())

@@ -35,12 +35,15 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None) -> Path:
         raise Bert4RecError(f"ONNX export needs torch.export ({exc})") from None
     model = Bert4Rec.load(model_dir).eval()
     config = model.config
+    if config.rating_aware:
+        raise Bert4RecError("ONNX export of a rating-aware model is not supported yet (its graph would need the "
+                            "rating types as a second input); serve it with `bert4rec serve`")
     out = Path(out) if out is not None else Path(model_dir) / ONNX_FILE
     example = torch.randint(1, config.num_items + 1, (2, min(16, config.max_len)))
     example[0, :2] = 0  # padding present, so the attention mask is part of the traced graph
     shapes = ({0: Dim("batch", max=1 << 16), 1: Dim("length", min=2, max=config.max_len)},)
     try:
-        program = torch.onnx.export(_LastItemScores(model), (example,), dynamo=True, dynamic_shapes=shapes,
+        program = torch.onnx.export(_LastItemScores(model).eval(), (example,), dynamo=True, dynamic_shapes=shapes,
                                     input_names=["input_ids"], output_names=["scores"], verbose=False)
     except ImportError as exc:
         raise Bert4RecError(f"ONNX export needs the onnx extra: pip install 'bert4rec[onnx]' ({exc})") from None

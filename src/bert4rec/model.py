@@ -12,6 +12,7 @@ padded to max_len would, which is what makes length-bucketed batches safe.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -19,11 +20,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.nn import functional as F
 from transformers import BertConfig, BertModel
 
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write, atomic_write_text
+from bert4rec.losses import full_softmax
+
+# (hidden (M, H), items (N, H), bias (N,), targets (M,)) -> summed loss
+ItemLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 FORMAT = "bert4rec-model"
 VERSION = 1
@@ -47,6 +51,10 @@ class Bert4RecConfig:
     attention_dropout: float = 0.0
     max_len: int = 200
     num_token_types: int = 1  # > 1: a per-interaction type (e.g. the rating) embedded and added to the item
+
+    @property
+    def rating_aware(self) -> bool:
+        return self.num_token_types > 1
 
     @property
     def vocab_size(self) -> int:
@@ -128,18 +136,23 @@ class Bert4Rec(nn.Module):
                         token_type_ids=token_type_ids, position_ids=self.config.max_len - from_end)
         return out.last_hidden_state
 
+    def item_embeddings(self) -> torch.Tensor:
+        """(N, H): the (tied) input embeddings of the items, PAD and MASK left out."""
+        return self.bert.embeddings.word_embeddings.weight[1 : self.config.num_items + 1]
+
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """(M, H) hidden states -> (M, N) item scores (logits); column j is item token j + 1."""
-        items = self.bert.embeddings.word_embeddings.weight[1 : self.config.num_items + 1]  # (N, H)
-        return self.head(hidden) @ items.T + self.item_bias
+        return self.head(hidden) @ self.item_embeddings().T + self.item_bias
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                reduction: str = "mean") -> torch.Tensor:
-        """Cloze loss: cross-entropy over the masked positions only (labels != IGNORE), mean or sum."""
+                reduction: str = "mean", loss: ItemLoss = full_softmax) -> torch.Tensor:
+        """Cloze loss over the masked positions only (labels != IGNORE), mean or sum. ``loss`` scores them against
+        the catalogue: exact cross-entropy by default, or e.g. ``losses.SampledSoftmax``."""
         hidden = self.encode(input_ids, token_type_ids)  # (B, L, H)
         where = labels != IGNORE  # (B, L)
-        scores = self.item_scores(hidden[where])  # (M, N): only masked positions, never B × L × N
-        return F.cross_entropy(scores.float(), labels[where] - 1, reduction=reduction)
+        # Only masked positions are scored, never B × L × N; the loss bounds the M × N part.
+        total = loss(self.head(hidden[where]), self.item_embeddings(), self.item_bias, labels[where] - 1)
+        return total if reduction == "sum" else total / max(1, int(where.sum()))
 
     def score_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) sequences ending in [MASK] -> (B, N) scores for the item behind that last [MASK]."""

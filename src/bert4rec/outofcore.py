@@ -56,17 +56,16 @@ def prepare_partitioned(folder: Path, out: Path, params: PrepareParams | None = 
 
     def write(tmp: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="bert4rec-spill-", dir=temp_dir) as spill:
-            con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill,
-                                         "preserve_insertion_order": True, **({"threads": threads} if threads else {})})
             try:
-                stats.update(_build(con, folder, files, params, columns, tmp, progress))
+                with duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill,
+                                            **({"threads": threads} if threads else {})}) as con:
+                    con.execute("SET enable_progress_bar = false")  # it would write to stdout, over --json output
+                    stats.update(_build(con, folder, files, params, columns, tmp, progress))
             except duckdb.OutOfMemoryException as exc:
                 raise DataError(f"{folder}: out of memory within --memory-limit {memory_limit} "
                                 f"({_first_line(exc)}); raise the limit or free disk in the temporary folder") from None
             except duckdb.Error as exc:
                 raise DataError(f"{folder}: {_first_line(exc)}") from None
-            finally:
-                con.close()
 
     write_dir_atomically(Path(out), write)
     return stats

@@ -17,7 +17,7 @@ from bert4rec.catalog import Catalog
 from bert4rec.errors import Bert4RecError, InvalidRequestError, ModelFolderError, UnknownUserError
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import DATASET_DIR, load_prepared
-from bert4rec.sequences import exclude_seen, inference_inputs
+from bert4rec.sequences import MASK_ANY, MASK_LIKED, exclude_seen, inference_inputs, rating_types
 
 MAX_K = 1000
 BATCH = 256
@@ -33,6 +33,7 @@ class Filters:
     genres: Sequence[str] | None = None  # at least one of these genres
     year_min: int | None = None
     year_max: int | None = None
+    liked: bool = False  # rating-aware models: ask for movies the user would rate 4 stars or more
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Recommender:
         self.device = torch.device(device)
         self.vocab = dataset.vocab
         self.histories = dataset.sequences()
+        self.history_types = rating_types(self.histories.ratings)
         self.user_index = pd.Series(np.arange(len(dataset.user_ids)), index=dataset.user_ids)
         popularity = np.bincount(self.histories.tokens - 1, minlength=self.vocab.num_items)
         self.catalog = Catalog(dataset.movies, popularity)
@@ -94,30 +96,35 @@ class Recommender:
             allowed &= (years <= filters.year_max) & (years >= 0)
         return allowed
 
-    @staticmethod
-    def _check_k(k: int) -> None:
+    def _check(self, k: int, filters: Filters) -> None:
         if not 1 <= k <= MAX_K:
             raise InvalidRequestError(f"k must be between 1 and {MAX_K}, got {k}")
+        if filters.liked and not self.model.config.rating_aware:
+            raise InvalidRequestError("'liked' needs a rating-aware model (train with --rating-aware)")
 
     @torch.inference_mode()
-    def _top_k(self, tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int,
-               filters: Filters) -> tuple[np.ndarray, np.ndarray]:
-        """(B, k) catalogue rows and scores, best first; -inf scores mark slots with nothing left to offer.
-
-        Histories are scored in batches of similar length, so short ones are not padded to the longest."""
+    def _top_k(self, users: np.ndarray, k: int, filters: Filters) -> tuple[np.ndarray, np.ndarray]:
+        """(U, k) catalogue rows and scores for known users (indices), best first; -inf scores mark slots with
+        nothing left to offer. Histories are scored in batches of similar length, so short ones are not padded to
+        the longest."""
+        seqs = self.histories
+        starts, ends = seqs.offsets[users], seqs.offsets[users + 1]
         allowed = torch.from_numpy(self._allowed(filters)).to(self.device)
         k = min(k, self.vocab.num_items)
         rows = np.empty((len(starts), k), dtype=np.int64)
         scores = np.empty((len(starts), k), dtype=np.float32)
         order = np.argsort(ends - starts, kind="stable")
+        max_len, mask_type = self.model.config.max_len, MASK_LIKED if filters.liked else MASK_ANY
         for i in range(0, len(order), BATCH):
             chosen = order[i : i + BATCH]
             s, e = starts[chosen], ends[chosen]
-            inputs = torch.from_numpy(inference_inputs(tokens, s, e, self.model.config.max_len, self.vocab.mask))
-            batch = self.model.score_last(inputs.to(self.device)).float()
+            inputs = torch.from_numpy(inference_inputs(seqs.tokens, s, e, max_len, self.vocab.mask))
+            types = (torch.from_numpy(inference_inputs(self.history_types, s, e, max_len, mask_type)).to(self.device)
+                     if self.model.config.rating_aware else None)
+            batch = self.model.score_last(inputs.to(self.device), types).float()
             batch = batch.masked_fill(~allowed, float("-inf"))
             if filters.exclude_seen:
-                exclude_seen(batch, tokens, s, e)
+                exclude_seen(batch, seqs.tokens, s, e)
             top = torch.topk(batch, k, dim=1)
             rows[chosen] = top.indices.cpu().numpy()
             scores[chosen] = top.values.cpu().numpy()
@@ -156,21 +163,36 @@ class Recommender:
         return [{"movieId": d["movieId"], "title": d["title"]} for d in described]
 
     @torch.inference_mode()
-    def score_histories(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
+    def score_histories(self, histories: Sequence[np.ndarray], ratings: Sequence[np.ndarray | None] | None = None,
+                        liked: Sequence[bool] | None = None) -> torch.Tensor:
         """(B, N) model scores for the movie after each history (catalogue rows, oldest first), in one pass.
-        Each history is truncated to its most recent max_len - 1 movies and followed by [MASK]."""
+        Each history is truncated to its most recent max_len - 1 movies and followed by [MASK]. A rating-aware
+        model also reads each history's ratings (NaN or None: unknown) and, where ``liked``, asks for a liked movie."""
         lengths = np.array([len(h) for h in histories], dtype=np.int64)
         ends = np.cumsum(lengths)
         tokens = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) + 1
-        inputs = inference_inputs(tokens, ends - lengths, ends, self.model.config.max_len, self.vocab.mask)
-        # Pad rows to a power of two and columns to a multiple of 8: a server sees few distinct shapes, so the
-        # kernels' per-shape set-up is paid once instead of as latency spikes. Padding changes no score.
-        rows = 1 << (len(inputs) - 1).bit_length()
-        width = min(self.model.config.max_len, -(-inputs.shape[1] // 8) * 8)
-        padded = np.zeros((rows, width), dtype=np.int64)
-        padded[: len(inputs), width - inputs.shape[1] :] = inputs
-        padded[len(inputs) :, -1] = self.vocab.mask
-        return self.model.score_last(torch.from_numpy(padded).to(self.device))[: len(inputs)].float()
+        max_len = self.model.config.max_len
+        inputs = self._padded(inference_inputs(tokens, ends - lengths, ends, max_len, self.vocab.mask),
+                              self.vocab.mask)
+        types = None
+        if self.model.config.rating_aware:
+            ratings = ratings or [None] * len(histories)
+            flat = np.concatenate([np.full(n, np.nan) if r is None else np.asarray(r, dtype=np.float64)
+                                   for n, r in zip(lengths, ratings, strict=True)])
+            type_rows = inference_inputs(rating_types(flat), ends - lengths, ends, max_len, MASK_ANY)
+            type_rows[:, -1] = np.where(np.asarray(liked or [False] * len(histories)), MASK_LIKED, MASK_ANY)
+            types = torch.from_numpy(self._padded(type_rows, MASK_ANY)).to(self.device)
+        return self.model.score_last(torch.from_numpy(inputs).to(self.device), types)[: len(histories)].float()
+
+    def _padded(self, rows: np.ndarray, last: int) -> np.ndarray:
+        """Pad rows to a power of two and columns to a multiple of 8: a server sees few distinct shapes, so the
+        kernels' per-shape set-up is paid once instead of as latency spikes. Padding changes no score."""
+        count = 1 << (len(rows) - 1).bit_length()
+        width = min(self.model.config.max_len, -(-rows.shape[1] // 8) * 8)
+        padded = np.zeros((count, width), dtype=np.int64)
+        padded[: len(rows), width - rows.shape[1] :] = rows
+        padded[len(rows) :, -1] = last
+        return padded
 
     @torch.inference_mode()
     def select(self, scores: torch.Tensor, history_rows: np.ndarray, k: int, filters: Filters,
@@ -184,23 +206,38 @@ class Recommender:
 
     # ------------------------------------------------------------------------------------------ public
 
-    def user_history(self, user_id: int) -> np.ndarray:
-        """Catalogue rows of a known user's full history, oldest first."""
+    def _user_index(self, user_id: int) -> int:
         if user_id not in self.user_index.index:
             raise UnknownUserError(f"unknown user id {user_id} (the model knows {len(self.user_index):,} users)")
-        return self.histories.user(int(self.user_index[user_id])) - 1
+        return int(self.user_index[user_id])
+
+    def user_history(self, user_id: int) -> np.ndarray:
+        """Catalogue rows of a known user's full history, oldest first."""
+        return self.histories.user(self._user_index(user_id)) - 1
+
+    def user_ratings(self, user_id: int) -> np.ndarray:
+        """The ratings of ``user_history(user_id)``, NaN where unknown."""
+        u = self._user_index(user_id)
+        return self.histories.ratings[self.histories.offsets[u] : self.histories.offsets[u + 1]]
 
     def recommend_user(self, user_id: int, k: int = 10, filters: Filters | None = None) -> Recommendations:
-        """Next movies for a user of the training data, from their whole history."""
-        return self.recommend_rows(self.user_history(user_id), k, filters)
+        """Next movies for a user of the training data, from their whole history (and its ratings)."""
+        return self.recommend_rows(self.user_history(user_id), k, filters, ratings=self.user_ratings(user_id))
 
     def recommend_history(self, movie_ids: Sequence[int], k: int = 10, filters: Filters | None = None,
-                          ignore_unknown: bool = False) -> Recommendations:
-        """Next movies after an ad-hoc history of movie ids, oldest first. Ids the model does not know are an
-        error, or skipped with ``ignore_unknown``; a history with no known movie falls back to popularity."""
+                          ignore_unknown: bool = False, ratings: Sequence[float | None] | None = None
+                          ) -> Recommendations:
+        """Next movies after an ad-hoc history of movie ids, oldest first, optionally with their ratings (None:
+        unknown). Ids the model does not know are an error, or skipped with ``ignore_unknown``; a history with no
+        known movie falls back to popularity."""
+        if ratings is not None and len(ratings) != len(movie_ids):
+            raise InvalidRequestError(f"{len(ratings)} ratings for {len(movie_ids)} movies")
+        values = np.array([np.nan if r is None else r for r in ratings], dtype=np.float64) if ratings else None
         if ignore_unknown:
-            movie_ids = [i for i in movie_ids if i in self.catalog.row_of_id.index]
-        return self.recommend_rows(self.catalog.rows_of_ids(movie_ids), k, filters)
+            known = np.array([i in self.catalog.row_of_id.index for i in movie_ids], dtype=bool)
+            movie_ids = [i for i, keep in zip(movie_ids, known, strict=True) if keep]
+            values = values[known] if values is not None else None
+        return self.recommend_rows(self.catalog.rows_of_ids(movie_ids), k, filters, ratings=values)
 
     def recommend_titles(self, titles: Sequence[str], k: int = 10,
                          filters: Filters | None = None) -> Recommendations:
@@ -208,29 +245,30 @@ class Recommender:
         return self.recommend_rows(np.array([self.catalog.match(t) for t in titles], dtype=np.int64), k, filters)
 
     def recommend_rows(self, rows: np.ndarray, k: int = 10, filters: Filters | None = None,
-                       explain: bool = False) -> Recommendations:
-        """Recommendations after a history of catalogue rows; an empty history falls back to popularity."""
-        self._check_k(k)
+                       explain: bool = False, ratings: np.ndarray | None = None) -> Recommendations:
+        """Recommendations after a history of catalogue rows (and ratings, NaN where unknown); an empty history
+        falls back to popularity."""
         filters = filters or Filters()
+        self._check(k, filters)
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return self._popular(k, filters, rows)
-        return self.select(self.score_histories([rows])[0], rows, k, filters, explain)
+        scores = self.score_histories([rows], [ratings], [filters.liked])[0]
+        return self.select(scores, rows, k, filters, explain)
 
     def recommend_users(self, user_ids: Sequence[int] | None = None, k: int = 10,
                         filters: Filters | None = None) -> pd.DataFrame:
         """Top-k for many known users at once (all users when ``user_ids`` is None), one row per
         (user, rank): userId, rank, movieId, title, score."""
-        self._check_k(k)
         filters = filters or Filters()
+        self._check(k, filters)
         if user_ids is None:
             users = np.arange(len(self.user_index))
         else:
             for user_id in user_ids:
                 self.user_history(user_id)  # raises on the first unknown id
             users = self.user_index.reindex(np.asarray(user_ids)).to_numpy(dtype=np.int64)
-        seqs = self.histories
-        top, scores = self._top_k(seqs.tokens, seqs.offsets[users], seqs.offsets[users + 1], k, filters)
+        top, scores = self._top_k(users, k, filters)
         width = top.shape[1]
         keep = np.isfinite(scores).ravel()
         flat = top.ravel()[keep]

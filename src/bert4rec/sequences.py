@@ -69,6 +69,35 @@ def cloze_samples(windows: np.ndarray, mask_token: int, mask_prob: float, last_i
     return ClozeSamples(np.where(masked, mask_token, windows), np.where(masked, windows, IGNORE), lengths)
 
 
+# Token types of a rating-aware model (``--rating-aware``), added to the item embedding as BERT's segment embedding
+# would be. The notebook this project grew from folded (rating, movie) into one token; a type keeps the vocabulary.
+UNRATED = 0  # padding, or an interaction whose rating is unknown (ad-hoc histories often come without ratings)
+# 1..5: the rating's star level (half stars round down; 0.5 counts as 1)
+MASK_ANY, MASK_LIKED, MASK_NOT_LIKED = 6, 7, 8  # the [MASK] slot: rating unknown / liked / not liked
+NUM_RATING_TYPES = 9
+LIKED_LEVEL = 4  # liked means rated 4 stars or more
+
+
+def rating_types(ratings: np.ndarray) -> np.ndarray:
+    """(T,) ratings (NaN: unknown) -> (T,) token types UNRATED or 1..5."""
+    ratings = np.asarray(ratings, dtype=np.float64)
+    return np.where(np.isfinite(ratings), np.clip(np.floor(np.nan_to_num(ratings)), 1, 5), UNRATED).astype(np.int64)
+
+
+def cloze_types(types: np.ndarray, labels: np.ndarray, rng: np.random.Generator, reveal: float = 0.5,
+                forget: float = 0.1) -> np.ndarray:
+    """Token types for masked windows of a rating-aware model.
+
+    A masked slot says, with probability ``reveal``, whether its hidden item was liked (so that recommendation can
+    ask for "liked" items), else MASK_ANY; a ``forget`` share of the visible ratings is shown as UNRATED so that
+    histories without ratings stay in distribution."""
+    masked = labels != IGNORE
+    liked = np.where(types == UNRATED, MASK_ANY, np.where(types >= LIKED_LEVEL, MASK_LIKED, MASK_NOT_LIKED))
+    hidden = np.where(rng.random(types.shape) < reveal, liked, MASK_ANY)
+    visible = np.where(rng.random(types.shape) < forget, UNRATED, types)
+    return np.where(masked, hidden, visible)
+
+
 def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices grouped into batches of similar length (so short histories don't pay for long padding),
     in random order; ties broken randomly so that batches differ between epochs."""
@@ -87,7 +116,8 @@ def crop(rows: np.ndarray, lengths: np.ndarray, multiple: int = 8) -> np.ndarray
 def inference_inputs(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int,
                      mask_token: int) -> np.ndarray:
     """(B, ≤ max_len): each history's most recent ``max_len - 1`` items followed by [MASK]. The model fills
-    the slot after the history; the last watched item is never overwritten."""
+    the slot after the history; the last watched item is never overwritten. Given token types instead of tokens
+    and a mask type (MASK_ANY or MASK_LIKED) instead of the mask token, builds the matching type rows."""
     history = right_aligned(tokens, starts, ends, max_len - 1)
     history = history[:, history.shape[1] - int(np.minimum(ends - starts, max_len - 1).max(initial=0)) :]
     return np.concatenate([history, np.full((len(history), 1), mask_token, dtype=np.int64)], axis=1)

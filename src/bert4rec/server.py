@@ -60,6 +60,7 @@ class RecommendationRequest(BaseModel):
     year_max: int | None = Field(None, ge=1000, le=3000)
     exclude: list[Annotated[int, Field(**INT64)]] | None = Field(None, max_length=MAX_HISTORY)
     ignore_unknown: bool = Field(False, description="Skip unknown movieIds instead of failing.")
+    liked: bool = Field(False, description="Rating-aware models only: movies the user would rate 4 stars or more.")
     explain: bool = Field(True, description="Add a 'because you watched' movie to each recommendation.")
 
 
@@ -103,6 +104,7 @@ class ErrorBody(BaseModel):
 @dataclass
 class _Job:
     rows: np.ndarray
+    ratings: np.ndarray | None
     k: int
     filters: Filters
     explain: bool
@@ -128,15 +130,17 @@ class MicroBatcher:
             self._task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def recommend(self, rows: np.ndarray, k: int, filters: Filters, explain: bool):
+    async def recommend(self, rows: np.ndarray, ratings: np.ndarray | None, k: int, filters: Filters,
+                        explain: bool):
         if self._task is None:  # served without the lifespan hook (some test clients): start on first use
             self.start()
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(rows, k, filters, explain, future))
+        await self.queue.put(_Job(rows, ratings, k, filters, explain, future))
         return await future
 
     def _work(self, jobs: list[_Job]) -> list:
-        scores = self.recommender.score_histories([job.rows for job in jobs])
+        scores = self.recommender.score_histories([job.rows for job in jobs], [job.ratings for job in jobs],
+                                                  [job.filters.liked for job in jobs])
         results = []
         for job, row in zip(jobs, scores, strict=True):
             try:
@@ -194,8 +198,9 @@ class BodyLimit:
         return await self.app(scope, limited_receive, send)
 
 
-def _history_rows(recommender: Recommender, request: RecommendationRequest) -> np.ndarray:
-    rows = []
+def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[np.ndarray, np.ndarray]:
+    """Catalogue rows of the request's history and their ratings (NaN where not given)."""
+    rows, ratings = [], []
     known = recommender.catalog.row_of_id
     for entry in request.history:
         if isinstance(entry, WatchedByTitle):
@@ -204,7 +209,10 @@ def _history_rows(recommender: Recommender, request: RecommendationRequest) -> n
             rows.append(int(known[entry.movieId]))
         elif not request.ignore_unknown:
             raise UnknownItemError(f"unknown movie id {entry.movieId} (not in this model's catalogue)")
-    return np.asarray(rows, dtype=np.int64)
+        else:
+            continue
+        ratings.append(np.nan if entry.rating is None else entry.rating)
+    return np.asarray(rows, dtype=np.int64), np.asarray(ratings, dtype=np.float64)
 
 
 def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
@@ -256,17 +264,21 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
     @app.post("/recommendations", response_model=RecommendationResponse, responses=errors)
     async def recommend(request: RecommendationRequest) -> dict:
         filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
-                          request.year_max)
-        rows = _history_rows(recommender, request)
-        if len(rows) == 0:
-            return recommender.recommend_rows(rows, request.k, filters).to_dict()
-        return (await batcher.recommend(rows, request.k, filters, request.explain)).to_dict()
+                          request.year_max, request.liked)
+        rows, ratings = _history(recommender, request)
+        if len(rows) == 0 or (request.liked and not recommender.model.config.rating_aware):
+            return recommender.recommend_rows(rows, request.k, filters).to_dict()  # answers or raises at once
+        return (await batcher.recommend(rows, ratings, request.k, filters, request.explain)).to_dict()
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
     async def recommend_user(userId: Annotated[int, Path(**INT64)],
-                             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict:
-        rows = recommender.user_history(userId)
-        return (await batcher.recommend(rows, k, Filters(), True)).to_dict()
+                             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+                             liked: Annotated[bool, Query(description="Rating-aware models only: movies the user "
+                                                                      "would rate 4 stars or more.")] = False) -> dict:
+        rows, ratings = recommender.user_history(userId), recommender.user_ratings(userId)
+        if liked and not recommender.model.config.rating_aware:
+            return recommender.recommend_rows(rows, k, Filters(liked=True)).to_dict()  # raises the clear error
+        return (await batcher.recommend(rows, ratings, k, Filters(liked=liked), True)).to_dict()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:

@@ -28,9 +28,18 @@ from bert4rec import distributed, evaluate
 from bert4rec.distributed import Dist
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write, atomic_write_text, write_dir_atomically
-from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig
+from bert4rec.losses import LOSSES, SampledSoftmax, full_softmax
+from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig, ItemLoss
 from bert4rec.preprocess import DATASET_DIR, MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
-from bert4rec.sequences import cloze_samples, crop, length_bucketed_batches, right_aligned, training_windows
+from bert4rec.sequences import (
+    cloze_samples,
+    cloze_types,
+    crop,
+    length_bucketed_batches,
+    rating_types,
+    right_aligned,
+    training_windows,
+)
 
 PRECISIONS = ("auto", "bf16", "fp32")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -55,6 +64,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
     bucketing: bool = True  # batch sequences of similar length together and pad each batch to its longest
+    loss: str = "full"  # full: exact softmax over all items (chunked when large); sampled: K popularity negatives
+    negatives: int = 1024  # K for the sampled softmax
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
@@ -63,6 +74,10 @@ class TrainConfig:
             raise Bert4RecError("mask probability must be in (0, 1] and the last-item fraction in [0, 1]")
         if self.lr <= 0:
             raise Bert4RecError("learning rate must be positive")
+        if self.loss not in LOSSES:
+            raise Bert4RecError(f"loss must be one of {', '.join(LOSSES)}, not '{self.loss}'")
+        if self.negatives < 1:
+            raise Bert4RecError("the number of sampled negatives must be positive")
         if self.precision not in PRECISIONS:
             raise Bert4RecError(f"precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
 
@@ -168,15 +183,18 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def training_samples(dataset: PreparedDataset, max_len: int) -> np.ndarray:
-    """(S, max_len) right-aligned windows over the training items (validation and test targets held out)."""
+def training_samples(dataset: PreparedDataset, max_len: int,
+                     rating_aware: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(S, max_len) right-aligned windows over the training items (validation and test targets held out), and
+    for a rating-aware model the matching rating token types."""
     seqs = dataset.sequences()
     lengths = seqs.lengths
     train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - 2, lengths)
     starts, ends = training_windows(seqs.offsets, train_lengths, max_len)
     if len(starts) == 0:
         raise Bert4RecError("no training sequences with at least two items")
-    return right_aligned(seqs.tokens, starts, ends, max_len)
+    types = right_aligned(rating_types(seqs.ratings), starts, ends, max_len) if rating_aware else None
+    return right_aligned(seqs.tokens, starts, ends, max_len), types
 
 
 def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[np.random.Generator, int]:
@@ -188,14 +206,15 @@ def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[np.random.Generator, 
     return np.random.default_rng([seed, epoch]), torch_seed
 
 
-def _epoch(model, windows, config: TrainConfig, optimizer, scheduler, device, epoch: int, progress: bool,
-           dist: Dist) -> tuple[float, float]:
+def _epoch(model, windows, type_windows, config: TrainConfig, optimizer, scheduler, device, epoch: int,
+           progress: bool, dist: Dist, loss_fn: ItemLoss) -> tuple[float, float]:
     """One pass over fresh cloze samples; returns (mean loss, sequences per second on this rank)."""
     model.train()
     rng, torch_seed = epoch_seeds(config.seed, epoch, dist.rank)
     torch.manual_seed(torch_seed)
     mask_token = _mask_token(model)
     samples = cloze_samples(windows, mask_token, config.mask_prob, config.last_item_fraction, rng)
+    types = None if type_windows is None else cloze_types(type_windows, samples.labels, rng)
     global_batch = config.batch_size * dist.world
     if config.bucketing:
         batches = length_bucketed_batches(samples.lengths, global_batch, rng)
@@ -214,8 +233,9 @@ def _epoch(model, windows, config: TrainConfig, optimizer, scheduler, device, ep
         lengths = samples.lengths[rows] if config.bucketing else np.array([windows.shape[1]])
         inputs = torch.from_numpy(crop(samples.inputs[rows], lengths)).to(device, non_blocking=True)
         labels = torch.from_numpy(crop(samples.labels[rows], lengths)).to(device, non_blocking=True)
+        token_types = None if types is None else torch.from_numpy(crop(types[rows], lengths)).to(device)
         with autocast:
-            loss = model(inputs, labels, reduction="sum") * (dist.world / masked)
+            loss = model(inputs, labels, token_types, reduction="sum", loss=loss_fn) * (dist.world / masked)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -257,7 +277,9 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     torch.manual_seed(config.seed)  # the initial weights, identical on every rank
     model = Bert4Rec(model_config).to(device)
     trained = DistributedDataParallel(model) if dist.enabled else model
-    windows = training_samples(dataset, model_config.max_len)
+    windows, type_windows = training_samples(dataset, model_config.max_len, model_config.rating_aware)
+    loss_fn = (SampledSoftmax(evaluate.training_popularity(dataset), config.negatives) if config.loss == "sampled"
+               else full_softmax)
     steps_per_epoch = math.ceil(len(windows) / (config.batch_size * dist.world))
     optimizer = _optimizer(model, config)
     total_steps = steps_per_epoch * config.epochs
@@ -283,7 +305,8 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         if distributed.agree(_should_stop(state, config), dist):
             break
         started = time.perf_counter()
-        loss, seq_per_s = _epoch(trained, windows, config, optimizer, scheduler, device, epoch, progress, dist)
+        loss, seq_per_s = _epoch(trained, windows, type_windows, config, optimizer, scheduler, device, epoch,
+                                 progress, dist, loss_fn)
         record = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
                   "seq_per_s": seq_per_s * dist.world, "train_seconds": time.perf_counter() - started}
         state.train_seconds += record["train_seconds"]
