@@ -1,14 +1,15 @@
-"""ML-1M quality: train with a chosen config inside a time budget, select on validation, report test once.
+"""Quality: train with a chosen config inside a time budget, select on validation, report test once.
 
-    .venv/bin/python benchmarks/ml1m_quality.py [--minutes 60] [--epochs 300] [--hidden 64] [--layers 2]
-        [--heads 2] [--dropout 0.2] [--attention-dropout 0.0] [--mask-prob 0.2] [--last-item-fraction 0.1]
-        [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware] [--loss full|sampled]
-        [--negatives 1024] [--seed 0] [--name NAME] [--out runs/ml1m-quality-NAME]
+    .venv/bin/python benchmarks/quality.py [--data ../shared/data/ml-1m] [--minutes 60] [--epochs 300]
+        [--hidden 64] [--layers 2] [--heads 2] [--dropout 0.2] [--attention-dropout 0.0] [--mask-prob 0.2]
+        [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware]
+        [--loss full|sampled] [--negatives 1024] [--seed 0] [--name NAME] [--out runs/quality-DATA-NAME]
 
-The BERT4Rec ML-1M split (6,040 users, 3,416 items, 999,611 interactions), full ranking with the history excluded.
-The best epoch is chosen on validation NDCG@10; the test split is evaluated once, on that model. Prints and writes
-benchmarks/results/ml1m_quality-<name>.json with the config, epochs, minutes, validation and test metrics (full
-ranking and the paper's 100 sampled negatives) and the most-popular baseline.
+The BERT4Rec split of --data (for ML-1M: 6,040 users, 3,416 items, 999,611 interactions), full ranking with the
+history excluded. The best epoch is chosen on validation NDCG@10; the test split is evaluated once, on that model.
+Prints and writes benchmarks/results/quality-DATA-NAME.json (DATA: the data folder's name without dashes, e.g.
+ml1m) with the config, epochs, minutes, validation and test metrics (full ranking and the paper's 100 sampled
+negatives) and the most-popular baseline.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="default")
-    parser.add_argument("--out", type=Path, default=None, help="model folder (default runs/ml1m-quality-NAME)")
+    parser.add_argument("--out", type=Path, default=None, help="model folder (default runs/quality-DATA-NAME)")
     args = parser.parse_args()
-    out = args.out or Path("runs") / f"ml1m-quality-{args.name}"
+    label = f"{Path(args.data).name.replace('-', '')}-{args.name}"
+    out = args.out or Path("runs") / f"quality-{label}"
 
     started = time.perf_counter()
     dataset = preprocess.prepare(movielens.load(args.data))
@@ -79,7 +81,7 @@ def main() -> None:
         "valid": {k.removeprefix("valid_"): v for k, v in validation.items() if k.startswith("valid_")},
         "test": test,
     }
-    path = HERE / "results" / f"ml1m_quality-{args.name}.json"
+    path = HERE / "results" / f"quality-{label}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     full, sampled, popular = test["model"]["full"], test["model"]["sampled_100"], test["most_popular"]["full"]
