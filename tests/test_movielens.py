@@ -167,3 +167,11 @@ def test_huge_and_negative_ids_are_kept_exactly(tmp_path):
     raw = movielens.load(tmp_path / "ratings.csv")
     assert raw.ratings["user_id"].iloc[0] == -5
     assert raw.ratings["item_id"].to_numpy()[0] == np.int64(big)
+
+
+def test_missing_column_error_stays_on_one_line_whatever_the_header_holds(tmp_path):
+    (tmp_path / "ratings.csv").write_text('"user\nid",movieId,rating,timestamp\n1,2,3,4\n')
+    with pytest.raises(DataError) as caught:
+        movielens.load(tmp_path / "ratings.csv")
+    assert "missing column 'userId'" in str(caught.value) and "\n" not in str(caught.value)
+    assert "user\\nid" in str(caught.value)

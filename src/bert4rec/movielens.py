@@ -153,6 +153,12 @@ def _read_table_file(raw: bytes, name: str, label: str) -> pd.DataFrame:
     return _read_delimited(raw, label, ",", None, quoted=True)
 
 
+def missing_column(label: str, column: str, present) -> DataError:
+    """The error for a missing column, listing those present on one line whatever their names hold."""
+    listed = ", ".join(repr(str(c))[1:-1] for c in present)
+    return DataError(f"{label}: missing column '{column}' (columns are: {listed})")
+
+
 def _first_bad_row(original: pd.Series, numeric: pd.Series) -> tuple[int, object] | None:
     bad = numeric.isna().to_numpy()
     if not bad.any():
@@ -164,7 +170,7 @@ def _first_bad_row(original: pd.Series, numeric: pd.Series) -> tuple[int, object
 def _numeric_column(df: pd.DataFrame, column: str, label: str, integer: bool) -> np.ndarray:
     """Validate one column as numbers (integers for ids), naming the first offending row on failure."""
     if column not in df.columns:
-        raise DataError(f"{label}: missing column '{column}' (columns are: {', '.join(map(str, df.columns))})")
+        raise missing_column(label, column, df.columns)
     values = df[column]
     if pd.api.types.is_datetime64_any_dtype(values):
         if values.isna().any():
@@ -198,7 +204,7 @@ def canonical_ratings(df: pd.DataFrame, label: str, columns: Columns = Columns()
     if columns.rating is not None and columns.rating in df.columns:
         rating = _numeric_column(df, columns.rating, label, integer=False).astype(np.float32)
     elif columns.rating is not None and columns.rating != Columns.rating:
-        raise DataError(f"{label}: missing column '{columns.rating}' (columns are: {', '.join(map(str, df.columns))})")
+        raise missing_column(label, columns.rating, df.columns)
     else:
         rating = np.full(len(df), np.nan, dtype=np.float32)
     return pd.DataFrame(
@@ -220,7 +226,7 @@ def parse_year(titles: pd.Series) -> pd.Series:
 def canonical_movies(df: pd.DataFrame, label: str, columns: Columns = Columns()) -> pd.DataFrame:
     for column in (columns.item, columns.title):
         if column not in df.columns:
-            raise DataError(f"{label}: missing column '{column}' (columns are: {', '.join(map(str, df.columns))})")
+            raise missing_column(label, column, df.columns)
     item_id = _numeric_column(df, columns.item, label, integer=True)
     titles = df[columns.title].astype("string").fillna("").str.strip()
     genres = df[columns.genres].astype("string").fillna(NO_GENRES) if columns.genres in df.columns else NO_GENRES

@@ -19,7 +19,14 @@ from tqdm.auto import tqdm
 
 from bert4rec.errors import DataError
 from bert4rec.fsutil import write_dir_atomically
-from bert4rec.movielens import Columns, movies_beside, no_movies_note, partition_files, placeholder_movies
+from bert4rec.movielens import (
+    Columns,
+    missing_column,
+    movies_beside,
+    no_movies_note,
+    partition_files,
+    placeholder_movies,
+)
 from bert4rec.preprocess import (
     INTERACTIONS_FILE,
     MIN_EVAL_LENGTH,
@@ -152,8 +159,7 @@ def _column_expressions(types: dict[str, str], columns: Columns, folder: Path) -
     """For each canonical column: (SQL value expression, SQL condition that flags a bad value)."""
     def need(name: str) -> str:
         if name not in types:
-            listed = ", ".join(c for c in types if c not in ("filename", "file_row_number"))
-            raise DataError(f"{folder}: missing column '{name}' (columns are: {listed})")
+            raise missing_column(str(folder), name, [c for c in types if c not in ("filename", "file_row_number")])
         return '"' + name.replace('"', '""') + '"'
 
     def integer(name: str) -> tuple[str, str]:

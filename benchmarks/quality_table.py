@@ -1,0 +1,56 @@
+"""Print README's quality tables (markdown) from benchmarks/results/quality-*.json.
+
+    .venv/bin/python benchmarks/quality_table.py [PATTERN ...]     # default: every quality-*.json
+
+Columns: the settings that differ from the paper config, epochs run, best epoch, median seconds per epoch
+(robust to other jobs slowing a few epochs on a shared machine), validation NDCG@10 / HR@10 of the selected epoch,
+test NDCG@10 / HR@10 (full ranking) and test sampled-100 NDCG@10.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PAPER = {"hidden": 64, "layers": 2, "heads": 2, "max_len": 200, "dropout": 0.2, "attention_dropout": 0.0,
+         "mask_prob": 0.2, "last_item_fraction": 0.1, "lr": 1e-3, "batch_size": 128, "loss": "full",
+         "rating_aware": False, "seed": 0}
+
+
+def changes(args: dict) -> str:
+    differ = [f"{k.replace('_', '-')} {v}" for k, v in args.items() if k in PAPER and v != PAPER[k]]
+    if args.get("loss") == "sampled":
+        differ.append(f"negatives {args['negatives']}")
+    return ", ".join(differ) or "paper config"
+
+
+def seconds_per_epoch(report: dict) -> float | None:
+    run = Path(report["args"].get("out") or f"runs/quality-{Path(report['args']['data']).name.replace('-', '')}-"
+                                               f"{report['name']}")
+    history = run / "history.jsonl"
+    if not history.is_file():
+        return None
+    return statistics.median(json.loads(line)["train_seconds"] for line in history.read_text().splitlines())
+
+
+def main() -> None:
+    patterns = sys.argv[1:] or ["quality-*.json"]
+    paths = sorted({p for pattern in patterns for p in (HERE / "results").glob(pattern)})
+    print("| data | run | settings | epochs (best) | s / epoch | valid NDCG@10 | valid HR@10 | test NDCG@10 | "
+          "test HR@10 | test sampled-100 NDCG@10 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        report = json.loads(path.read_text())
+        test = report["test"]["model"]
+        median = seconds_per_epoch(report)
+        print(f"| {Path(report['args']['data']).name} | {report['name']} | {changes(report['args'])} | "
+              f"{report['epochs_run']} ({report['best_epoch']}) | {f'{median:.1f}' if median else '—'} | "
+              f"{report['valid']['NDCG@10']:.4f} | {report['valid']['HR@10']:.4f} | "
+              f"{test['full']['NDCG@10']:.4f} | {test['full']['HR@10']:.4f} | {test['sampled_100']['NDCG@10']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
