@@ -81,6 +81,8 @@ def main() -> None:
         "valid": {k.removeprefix("valid_"): v for k, v in validation.items() if k.startswith("valid_")},
         "test": test,
     }
+    if best.config.rating_aware:
+        report["test_liked_targets"] = evaluate.evaluate_liked(best, dataset, "test")
     path = HERE / "results" / f"quality-{label}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))

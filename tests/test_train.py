@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from bert4rec import movielens, preprocess, train
 from bert4rec.errors import Bert4RecError
-from bert4rec.evaluate import EvalSet, full_ranking_ranks, model_scorer
+from bert4rec.evaluate import EvalSet, evaluate_liked, full_ranking_ranks, model_scorer
 from bert4rec.model import Bert4Rec, Bert4RecConfig
 from bert4rec.movielens import RawDataset
 from bert4rec.recommend import Filters, Recommender
@@ -147,3 +147,12 @@ def test_rating_aware_model_learns_what_is_liked(tmp_path):
         any_ += sum(m["movieId"] <= 10 for m in recommender.recommend_history(history, 5).items)
     assert liked >= 14  # of 15
     assert liked - any_ >= 5
+    # New users who watched half the catalogue: the test target competes with ~10 unseen movies, half of them liked.
+    rows = [(u, int(item), 5.0 if item <= 10 else 1.0, k)
+            for u in range(80) for k, item in enumerate(rng.permutation(20)[:10] + 1)]
+    fresh = preprocess.prepare(RawDataset(pd.DataFrame(rows, columns=ratings.columns), raw.movies, "fresh"),
+                               preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
+    assert fresh.vocab.num_items == 20
+    result = evaluate_liked(recommender.model, fresh, "test")
+    assert result["users"] == sum(fresh.sequences().user(u)[-1] <= 10 for u in range(80)) > 20
+    assert result["ask_liked"]["NDCG@10"] > result["ask_any"]["NDCG@10"] + 0.05

@@ -21,7 +21,7 @@ from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write_text
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import TRAIN, PreparedDataset, Sequences
-from bert4rec.sequences import MASK_ANY, exclude_seen, inference_inputs, rating_types
+from bert4rec.sequences import LIKED_LEVEL, MASK_ANY, MASK_LIKED, exclude_seen, inference_inputs, rating_types
 
 SPLITS = ("valid", "test")
 # (B, W) inputs ending in [MASK], (B, W) token types or None -> (B, N) item scores
@@ -37,6 +37,7 @@ class EvalSet:
     ends: np.ndarray
     targets: np.ndarray
     types: np.ndarray | None = None  # (like tokens) rating token types, read by rating-aware models only
+    mask_type: int = MASK_ANY  # what the [MASK] slot asks a rating-aware model for: any movie, or a liked one
 
     @classmethod
     def for_split(cls, seqs: Sequences, users: np.ndarray, split: str) -> EvalSet:
@@ -50,7 +51,7 @@ class EvalSet:
         """Model inputs (history + [MASK]) for a slice of users, and their token types if known."""
         starts, ends = self.starts[rows], self.ends[rows]
         inputs = inference_inputs(self.tokens, starts, ends, max_len, mask_token)
-        types = None if self.types is None else inference_inputs(self.types, starts, ends, max_len, MASK_ANY)
+        types = None if self.types is None else inference_inputs(self.types, starts, ends, max_len, self.mask_type)
         return inputs, types
 
     def __len__(self) -> int:
@@ -161,6 +162,21 @@ def evaluate_model(model: Bert4Rec, dataset: PreparedDataset, split: str = "test
         "most_popular": evaluate_scorer(popularity_scorer(training_popularity(dataset)), dataset, split, max_len,
                                         sampled, seed=seed),
     }
+
+
+def evaluate_liked(model: Bert4Rec, dataset: PreparedDataset, split: str = "test", device: str = "cpu") -> dict:
+    """For a rating-aware model: full-ranking metrics on the users whose target they went on to like (rated 4+),
+    with the [MASK] slot asking for any movie and for a liked one."""
+    seqs = dataset.sequences()
+    data = EvalSet.for_split(seqs, dataset.eval_users(), split)
+    liked = rating_types(seqs.ratings[data.ends]) >= LIKED_LEVEL
+    data = EvalSet(data.tokens, data.starts[liked], data.ends[liked], data.targets[liked], data.types)
+    scorer, max_len, mask = model_scorer(model.eval(), device), model.config.max_len, dataset.vocab.mask
+    result = {"users": int(liked.sum())}
+    for name, mask_type in (("ask_any", MASK_ANY), ("ask_liked", MASK_LIKED)):
+        data.mask_type = mask_type
+        result[name] = metrics.summary(full_ranking_ranks(scorer, data, max_len, mask))
+    return result
 
 
 def update_metrics_file(path: Path, split: str, result: dict) -> None:
