@@ -23,7 +23,7 @@ def client(recommender):
 
 
 def test_health_and_docs(client):
-    assert client.get("/health").json() == {"status": "ok", "movies": 3650, "users": 610}
+    assert client.get("/health").json() == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False}
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/health", "/movies", "/movies/{movieId}", "/recommendations", "/users/{userId}/recommendations"} <= set(
@@ -142,6 +142,7 @@ def test_liked_needs_a_rating_aware_model(client):
 def test_rating_aware_model_reads_ratings_and_liked(tiny_rating_aware_dir):
     recommender = Recommender.load(tiny_rating_aware_dir)
     with TestClient(create_app(recommender)) as rating_client:
+        assert rating_client.get("/health").json()["rating_aware"] is True
         def scores(body):
             response = rating_client.post("/recommendations", json=body | {"k": 20, "explain": False})
             assert response.status_code == 200, response.text

@@ -30,8 +30,17 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir):
+    yield from running_server(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def rating_aware_url(tiny_rating_aware_dir):
+    yield from running_server(tiny_rating_aware_dir)
+
+
+def running_server(model_dir):
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Recommender.load(tiny_model_dir)), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(create_app(Recommender.load(model_dir)), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -84,6 +93,7 @@ def test_search_add_three_and_get_recommendations(server_url, browser):
     browser.get(server_url)
     assert browser.title.startswith("bert4rec")
     wait.until(lambda d: "Most popular" in d.find_element(By.ID, "status").text)  # cold start shows popular movies
+    assert not browser.find_element(By.ID, "liked-label").is_displayed()  # the model is not rating-aware
     add_movie(browser, wait, "toy story", "Toy Story (1995)")
     add_movie(browser, wait, "matrix", "Matrix, The (1999)")
     add_movie(browser, wait, "heat", "Heat (1995)")
@@ -99,3 +109,22 @@ def test_search_add_three_and_get_recommendations(server_url, browser):
     # removing a movie updates the recommendations
     browser.find_element(By.CSS_SELECTOR, "#watched li button.remove").click()
     wait.until(lambda d: "Based on 2 movies" in d.find_element(By.ID, "status").text)
+
+
+def test_liked_checkbox_with_a_rating_aware_model(rating_aware_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(rating_aware_url)
+    wait.until(lambda d: d.find_element(By.ID, "liked-label").is_displayed())
+    add_movie(browser, wait, "toy story", "Toy Story (1995)")
+    wait.until(lambda d: "Based on 1 movie" in d.find_element(By.ID, "status").text)
+
+    def scores(d):  # read in one script call: the list may be replaced between element look-ups
+        return d.execute_script("return [...document.querySelectorAll('#recommendations .score')]"
+                                ".map((e) => e.textContent)")
+
+    before = scores(browser)
+    browser.find_element(By.ID, "liked").click()
+    wait.until(lambda d: scores(d) and scores(d) != before)  # asked for a liked movie: the model answers anew

@@ -91,6 +91,7 @@ class Health(BaseModel):
     status: str
     movies: int
     users: int
+    rating_aware: bool = Field(description="Whether the model reads ratings and honours 'liked'.")
 
 
 class ErrorBody(BaseModel):
@@ -244,7 +245,8 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:
-        return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index))
+        return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index),
+                      rating_aware=recommender.model.config.rating_aware)
 
     @app.get("/movies", response_model=list[Movie], responses=errors)
     async def search_movies(q: Annotated[str, Query(max_length=200)] = "",
