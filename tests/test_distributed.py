@@ -54,17 +54,17 @@ def accelerate_launch(processes: int, *args: str) -> subprocess.CompletedProcess
     # --multi_gpu is accelerate's torchrun-based launcher; without a GPU our code picks gloo on the CPU.
     # One retry after a timeout: once, on a fully loaded CI machine, a launch hung before training (not understood
     # yet; it passes in ~15 s otherwise). A wrong result still fails at once.
-    for attempt in range(2):
-        try:
-            return launch([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                           f"--num_processes={processes}", "--num_machines=1", "--main_process_ip=127.0.0.1",
-                           f"--main_process_port={free_port()}", "--mixed_precision=no", "--dynamo_backend=no"],
-                          *args, timeout=200)
-        except subprocess.TimeoutExpired:
-            if attempt:
-                raise
-            shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)
-    raise AssertionError("unreachable")
+    def once() -> subprocess.CompletedProcess:
+        return launch([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                       f"--num_processes={processes}", "--num_machines=1", "--main_process_ip=127.0.0.1",
+                       f"--main_process_port={free_port()}", "--mixed_precision=no", "--dynamo_backend=no"],
+                      *args, timeout=200)
+
+    try:
+        return once()
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)
+        return once()
 
 
 @pytest.mark.parametrize(("variables", "expected"), [

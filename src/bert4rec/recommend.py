@@ -17,7 +17,7 @@ from bert4rec.catalog import Catalog
 from bert4rec.errors import Bert4RecError, InvalidRequestError, ModelFolderError, UnknownUserError
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import DATASET_DIR, load_prepared
-from bert4rec.sequences import MASK_ANY, MASK_LIKED, exclude_seen, inference_inputs, rating_types
+from bert4rec.sequences import MASK_ANY, exclude_seen, inference_inputs, mask_type, rating_types
 
 MAX_K = 1000
 BATCH = 256
@@ -114,12 +114,12 @@ class Recommender:
         rows = np.empty((len(starts), k), dtype=np.int64)
         scores = np.empty((len(starts), k), dtype=np.float32)
         order = np.argsort(ends - starts, kind="stable")
-        max_len, mask_type = self.model.config.max_len, MASK_LIKED if filters.liked else MASK_ANY
+        max_len, slot_type = self.model.config.max_len, mask_type(filters.liked)
         for i in range(0, len(order), BATCH):
             chosen = order[i : i + BATCH]
             s, e = starts[chosen], ends[chosen]
             inputs = torch.from_numpy(inference_inputs(seqs.tokens, s, e, max_len, self.vocab.mask))
-            types = (torch.from_numpy(inference_inputs(self.history_types, s, e, max_len, mask_type)).to(self.device)
+            types = (torch.from_numpy(inference_inputs(self.history_types, s, e, max_len, slot_type)).to(self.device)
                      if self.model.config.rating_aware else None)
             batch = self.model.score_last(inputs.to(self.device), types).float()
             batch = batch.masked_fill(~allowed, float("-inf"))
@@ -180,7 +180,7 @@ class Recommender:
             flat = np.concatenate([np.full(n, np.nan) if r is None else np.asarray(r, dtype=np.float64)
                                    for n, r in zip(lengths, ratings, strict=True)])
             type_rows = inference_inputs(rating_types(flat), ends - lengths, ends, max_len, MASK_ANY)
-            type_rows[:, -1] = np.where(np.asarray(liked or [False] * len(histories)), MASK_LIKED, MASK_ANY)
+            type_rows[:, -1] = mask_type(np.asarray(liked or [False] * len(histories), dtype=bool))
             types = torch.from_numpy(self._padded(type_rows, MASK_ANY)).to(self.device)
         return self.model.score_last(torch.from_numpy(inputs).to(self.device), types)[: len(histories)].float()
 

@@ -78,6 +78,11 @@ NUM_RATING_TYPES = 9
 LIKED_LEVEL = 4  # liked means rated 4 stars or more
 
 
+def mask_type(liked: bool | np.ndarray) -> np.ndarray:
+    """The [MASK] slot's type (elementwise): asking for a liked movie, or for any."""
+    return np.where(liked, MASK_LIKED, MASK_ANY)
+
+
 def rating_types(ratings: np.ndarray) -> np.ndarray:
     """(T,) ratings (NaN: unknown) -> (T,) token types UNRATED or 1..5."""
     ratings = np.asarray(ratings, dtype=np.float64)
