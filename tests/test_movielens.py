@@ -175,3 +175,9 @@ def test_missing_column_error_stays_on_one_line_whatever_the_header_holds(tmp_pa
         movielens.load(tmp_path / "ratings.csv")
     assert "missing column 'userId'" in str(caught.value) and "\n" not in str(caught.value)
     assert "user\\nid" in str(caught.value)
+
+
+def test_rating_too_large_for_float32_is_a_clear_error(tmp_path):
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,3,4\n1,3,1e39,5\n")
+    with pytest.raises(DataError, match="row 2: 1e\\+39 is out of range"):
+        movielens.load(tmp_path / "ratings.csv")

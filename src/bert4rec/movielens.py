@@ -202,7 +202,12 @@ def canonical_ratings(df: pd.DataFrame, label: str, columns: Columns = Columns()
     if len(df) == 0:
         raise DataError(f"{label}: no rows")
     if columns.rating is not None and columns.rating in df.columns:
-        rating = _numeric_column(df, columns.rating, label, integer=False).astype(np.float32)
+        rating = _numeric_column(df, columns.rating, label, integer=False)
+        huge = np.flatnonzero(np.abs(rating) > np.finfo(np.float32).max)  # would become inf as float32
+        if len(huge):
+            raise DataError(f"{label}: column '{columns.rating}', row {huge[0] + 1}: {rating[huge[0]].item()!r} "
+                            "is out of range for a rating")
+        rating = rating.astype(np.float32)
     elif columns.rating is not None and columns.rating != Columns.rating:
         raise missing_column(label, columns.rating, df.columns)
     else:
