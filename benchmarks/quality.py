@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/quality.py [--data ../shared/data/ml-1m] [--minutes 60] [--epochs 300]
         [--hidden 64] [--layers 2] [--heads 2] [--dropout 0.2] [--attention-dropout 0.0] [--mask-prob 0.2]
-        [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware]
+        [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware] [--time-aware]
         [--loss full|sampled] [--negatives 1024] [--seed 0] [--name NAME] [--out runs/quality-DATA-NAME]
 
 The BERT4Rec split of --data (for ML-1M: 6,040 users, 3,416 items, 999,611 interactions), full ranking with the
@@ -25,7 +25,6 @@ import torch
 
 from bert4rec import evaluate, movielens, preprocess, train
 from bert4rec.model import Bert4Rec, Bert4RecConfig
-from bert4rec.sequences import NUM_RATING_TYPES
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,6 +47,7 @@ def main() -> None:
     parser.add_argument("--valid-every", type=int, default=5)
     parser.add_argument("--patience", type=int, default=0, help="0: never stop early")
     parser.add_argument("--rating-aware", action="store_true")
+    parser.add_argument("--time-aware", action="store_true")
     parser.add_argument("--loss", choices=["full", "sampled"], default="full")
     parser.add_argument("--negatives", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
@@ -62,7 +62,8 @@ def main() -> None:
     model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, hidden_size=args.hidden,
                                   num_layers=args.layers, num_heads=args.heads, intermediate_size=4 * args.hidden,
                                   dropout=args.dropout, attention_dropout=args.attention_dropout,
-                                  max_len=args.max_len, num_token_types=NUM_RATING_TYPES if args.rating_aware else 1)
+                                  max_len=args.max_len, rating_aware=args.rating_aware,
+                                  time_aware=args.time_aware)
     config = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mask_prob=args.mask_prob,
                                last_item_fraction=args.last_item_fraction, valid_every=args.valid_every,
                                patience=args.patience or None, max_minutes=args.minutes, seed=args.seed,

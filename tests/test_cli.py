@@ -129,7 +129,7 @@ def test_recommend_for_user_and_batch(tiny_model_dir, tmp_path):
 
 def test_rating_aware_train_and_liked_recommendations(tiny_rating_aware_dir, tmp_path):
     config = json.loads((tiny_rating_aware_dir / "config.json").read_text())
-    assert config["num_token_types"] == 9
+    assert config["rating_aware"] is True and config["time_aware"] is False
     liked = run("recommend", tiny_rating_aware_dir, "--user", "42", "--k", "5", "--liked", "--json")
     plain = run("recommend", tiny_rating_aware_dir, "--user", "42", "--k", "5", "--json")
     assert liked.exit_code == 0 and plain.exit_code == 0, liked.output + plain.output

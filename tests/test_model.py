@@ -8,6 +8,7 @@ from torch.nn import functional as F
 
 from bert4rec.errors import Bert4RecError
 from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig
+from bert4rec.token_types import packed
 
 TINY = dict(num_items=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_len=8)
 
@@ -86,3 +87,39 @@ def test_corrupt_and_mismatched_folders(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(Bert4RecError, match="missing model weights"):
         Bert4Rec.load(tmp_path)
+
+
+def test_each_model_reads_only_the_token_type_parts_it_was_trained_on():
+    rating, gap = torch.tensor([[0, 3, 5, 7]]), torch.tensor([[0, 1, 2, 8]])
+    types = packed(rating, gap)
+    plain = Bert4RecConfig(num_items=5)
+    rating_only = Bert4RecConfig(num_items=5, rating_aware=True)
+    time_only = Bert4RecConfig(num_items=5, time_aware=True)
+    both = Bert4RecConfig(num_items=5, rating_aware=True, time_aware=True)
+    assert (plain.num_token_types, rating_only.num_token_types, time_only.num_token_types) == (1, 9, 9)
+    assert both.num_token_types == 81
+    assert rating_only.own_types(types).tolist() == rating.tolist()
+    assert time_only.own_types(types).tolist() == gap.tolist()
+    assert both.own_types(types).tolist() == types.tolist()
+    assert not plain.reads_types and rating_only.reads_types and time_only.reads_types
+
+
+def test_time_aware_model_ignores_ratings_and_a_plain_model_ignores_types():
+    model = tiny_model(time_aware=True).eval()
+    ids = torch.randint(1, 31, (2, 8))
+    with torch.no_grad():
+        rated = model.score_last(ids, packed(torch.full((2, 8), 5), torch.full((2, 8), 3)))
+        unrated = model.score_last(ids, packed(torch.zeros(2, 8, dtype=torch.long), torch.full((2, 8), 3)))
+        other_gaps = model.score_last(ids, packed(torch.zeros(2, 8, dtype=torch.long), torch.full((2, 8), 8)))
+        assert torch.equal(rated, unrated) and not torch.allclose(rated, other_gaps)
+        plain = tiny_model().eval()
+        assert torch.equal(plain.score_last(ids), plain.score_last(ids, torch.full((2, 8), 40)))
+
+
+def test_configs_written_before_time_aware_models_still_load(tmp_path):
+    config = {"format": "bert4rec-model", "version": 1, **TINY, "num_token_types": 9}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = Bert4RecConfig.load(tmp_path)
+    assert loaded.rating_aware and not loaded.time_aware
+    (tmp_path / "config.json").write_text(json.dumps(config | {"num_token_types": 1}))
+    assert not Bert4RecConfig.load(tmp_path).rating_aware

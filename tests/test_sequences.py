@@ -5,20 +5,29 @@ import torch
 
 from bert4rec.model import IGNORE
 from bert4rec.sequences import (
-    LIKED_LEVEL,
-    MASK_ANY,
-    MASK_LIKED,
-    MASK_NOT_LIKED,
-    UNRATED,
     cloze_samples,
     cloze_types,
     crop,
     exclude_seen,
     inference_inputs,
     length_bucketed_batches,
-    rating_types,
     right_aligned,
     training_windows,
+)
+from bert4rec.token_types import (
+    GAP_FIRST,
+    GAP_UNKNOWN,
+    LIKED_LEVEL,
+    MASK_ANY,
+    MASK_LIKED,
+    MASK_NOT_LIKED,
+    NUM_GAP_TYPES,
+    UNRATED,
+    gap_types,
+    interaction_types,
+    packed,
+    rating_types,
+    unpacked,
 )
 from bert4rec.vocab import PAD
 
@@ -141,3 +150,32 @@ def test_cloze_types_reveal_liked_only_on_masked_slots():
     assert (out[masked & (types == UNRATED)] == MASK_ANY).all()  # an unknown rating is never revealed
     forgotten = ~masked & (types != UNRATED) & (out == UNRATED)
     assert 0.05 < forgotten.sum() / (~masked & (types != UNRATED)).sum() < 0.15
+
+
+def test_gap_types_bucket_the_time_since_the_users_previous_interaction():
+    offsets = np.array([0, 5, 5, 7])  # the middle user has no interactions
+    timestamps = np.array([100, 100, 105, 200, 10**6, 50, 50 + 7 * 86400])
+    assert gap_types(timestamps, offsets).tolist() == [GAP_FIRST, 2, 3, 5, 8, GAP_FIRST, 8]
+    assert gap_types(timestamps, offsets).max() < NUM_GAP_TYPES
+
+
+def test_packed_types_round_trip():
+    rating, gap = np.array([0, 5, MASK_LIKED, 3]), np.array([GAP_UNKNOWN, GAP_FIRST, GAP_UNKNOWN, 8])
+    assert [a.tolist() for a in unpacked(packed(rating, gap))] == [rating.tolist(), gap.tolist()]
+    both = interaction_types(np.array([4.5, np.nan]), np.array([7, 7]), np.array([0, 2]))
+    assert [a.tolist() for a in unpacked(both)] == [[4, UNRATED], [GAP_FIRST, 2]]
+
+
+def test_cloze_types_hide_the_gap_of_masked_slots_and_of_some_rows():
+    rng = np.random.default_rng(0)
+    windows = np.full((2000, 6), 7)
+    types = np.tile(packed(np.array([3, 5, 1, 4, 2, 5]), np.array([1, 2, 3, 4, 8, 2])), (2000, 1))
+    samples = cloze_samples(windows, 99, 0.3, 0.0, rng)
+    rating, gap = unpacked(cloze_types(types, samples.labels, rng, forget=0.1))
+    masked = samples.labels != IGNORE
+    assert (gap[masked] == GAP_UNKNOWN).all()
+    untimed_rows = (gap == GAP_UNKNOWN).all(1)
+    assert 0.07 < untimed_rows.mean() < 0.13  # whole histories without timestamps, as ad-hoc ones come
+    timed = ~masked & ~untimed_rows[:, None]
+    assert (gap[timed] == unpacked(types)[1][timed]).all()
+    assert set(np.unique(rating[masked])) <= {MASK_ANY, MASK_LIKED, MASK_NOT_LIKED}

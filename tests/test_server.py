@@ -23,7 +23,8 @@ def client(recommender):
 
 
 def test_health_and_docs(client):
-    assert client.get("/health").json() == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False}
+    assert client.get("/health").json() == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False,
+                                                "time_aware": False}
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/health", "/movies", "/movies/{movieId}", "/recommendations", "/users/{userId}/recommendations"} <= set(

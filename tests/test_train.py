@@ -14,7 +14,6 @@ from bert4rec.evaluate import EvalSet, evaluate_liked, full_ranking_ranks, model
 from bert4rec.model import Bert4Rec, Bert4RecConfig
 from bert4rec.movielens import RawDataset
 from bert4rec.recommend import Filters, Recommender
-from bert4rec.sequences import NUM_RATING_TYPES
 
 TINY = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_len=16, dropout=0.0,
             attention_dropout=0.0)
@@ -136,7 +135,7 @@ def test_rating_aware_model_learns_what_is_liked(tmp_path):
     ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "liked")
     dataset = preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
-    model_config = Bert4RecConfig(num_items=20, **TINY | {"num_token_types": NUM_RATING_TYPES})
+    model_config = Bert4RecConfig(num_items=20, **TINY | {"rating_aware": True})
     config = train.TrainConfig(epochs=60, batch_size=16, lr=5e-3, mask_prob=0.3, valid_every=60, patience=None)
     train.fit(dataset, tmp_path / "model", model_config, config, progress=False)
     recommender = Recommender.load(tmp_path / "model")
@@ -156,3 +155,41 @@ def test_rating_aware_model_learns_what_is_liked(tmp_path):
     result = evaluate_liked(recommender.model, fresh, "test")
     assert result["users"] == sum(fresh.sequences().user(u)[-1] <= 10 for u in range(80)) > 20
     assert result["ask_liked"]["NDCG@10"] > result["ask_any"]["NDCG@10"] + 0.05
+
+
+def sittings_dataset(users: int = 80, seed: int = 0) -> preprocess.PreparedDataset:
+    """Users rate in sittings 3 days apart, all of a sitting in the same second. A sitting's second movie is one
+    of 11-20, every other movie one of 1-10. Sitting sizes are geometric (memoryless), so the movies alone cannot
+    tell whether the last one opened a sitting; the gaps can. Every history ends on a sitting's first movie."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        sitting, length, size = 0, 0, 2
+        while size > 1:
+            sitting += 1
+            size = 1 if length >= 30 else 1 + int(rng.geometric(0.35))
+            for k in range(size):
+                rows.append((u, int(rng.integers(10)) + (11 if k == 1 else 1), 4.0, sitting * 3 * 86400))
+            length += size
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "sittings")
+    return preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
+
+
+def test_time_aware_model_uses_the_gaps(tmp_path):
+    """After a history that ends on a sitting's first movie, only a time-aware model knows to offer 11-20."""
+    dataset = sittings_dataset()
+    share = {}
+    for time_aware in (False, True):
+        model_config = Bert4RecConfig(num_items=20, **TINY | {"time_aware": time_aware})
+        config = train.TrainConfig(epochs=60, batch_size=16, lr=5e-3, mask_prob=0.3, last_item_fraction=0.5,
+                                   valid_every=60, patience=None)
+        train.fit(dataset, tmp_path / str(time_aware), model_config, config, progress=False)
+        recommender = Recommender.load(tmp_path / str(time_aware))
+        top = [m["movieId"] for u in dataset.user_ids
+               for m in recommender.recommend_user(u, 5, Filters(exclude_seen=False)).items]
+        share[time_aware] = np.mean(np.array(top) > 10)
+        batch = recommender.recommend_users(list(dataset.user_ids), 5, Filters(exclude_seen=False))
+        assert batch["movieId"].tolist() == top  # the batch path reads the same ratings and times
+    assert share[True] >= 0.8, share
+    assert share[False] <= 0.3, share

@@ -236,6 +236,9 @@ def train_command(
     rating_aware: Annotated[bool, typer.Option(
         help="Read each interaction's rating (as a token type added to the movie) and learn to fill a [MASK] "
              "asked to be 'liked' (4+ stars): enables `recommend --liked`.")] = False,
+    time_aware: Annotated[bool, typer.Option(
+        help="Read the time since the user's previous interaction (log-scale buckets, as a token type added to "
+             "the movie): tells the model which movies belong to the current sitting.")] = False,
     loss: Annotated[str, typer.Option(
         help="full: exact softmax over every item (computed in chunks when the catalogue is large); sampled: the "
              "target against --negatives items drawn by popularity, log-Q corrected (faster on huge catalogues).")]
@@ -250,7 +253,6 @@ def train_command(
     """Train BERT4Rec; keeps the best model by validation NDCG@10 and a checkpoint every epoch."""
     from bert4rec import distributed, train
     from bert4rec.model import Bert4RecConfig
-    from bert4rec.sequences import NUM_RATING_TYPES
 
     _check_out_dir(out, resume, overwrite)
     config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, mask_prob=mask_prob,
@@ -268,7 +270,7 @@ def train_command(
         model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, hidden_size=hidden_size, num_layers=layers,
                                       num_heads=heads, intermediate_size=4 * hidden_size, dropout=dropout,
                                       attention_dropout=attention_dropout, max_len=max_len,
-                                      num_token_types=NUM_RATING_TYPES if rating_aware else 1)
+                                      rating_aware=rating_aware, time_aware=time_aware)
         result = train.fit(dataset, out, model_config, config, progress=not quiet)
     if distributed.from_environment().main:
         console.print(_train_table(result, out))

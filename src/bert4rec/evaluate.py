@@ -21,7 +21,8 @@ from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write_text
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import TRAIN, PreparedDataset, Sequences
-from bert4rec.sequences import LIKED_LEVEL, MASK_ANY, MASK_LIKED, exclude_seen, inference_inputs, rating_types
+from bert4rec.sequences import exclude_seen, inference_inputs
+from bert4rec.token_types import LIKED_LEVEL, MASK_ANY, MASK_LIKED, interaction_types, rating_types
 
 SPLITS = ("valid", "test")
 # (B, W) inputs ending in [MASK], (B, W) token types or None -> (B, N) item scores
@@ -36,7 +37,7 @@ class EvalSet:
     starts: np.ndarray
     ends: np.ndarray
     targets: np.ndarray
-    types: np.ndarray | None = None  # (like tokens) rating token types, read by rating-aware models only
+    types: np.ndarray | None = None  # (like tokens) packed token types, read by rating- or time-aware models only
     mask_type: int = MASK_ANY  # what the [MASK] slot asks a rating-aware model for: any movie, or a liked one
 
     @classmethod
@@ -45,7 +46,8 @@ class EvalSet:
             raise Bert4RecError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
         held_out = 2 if split == "valid" else 1
         ends = seqs.offsets[users + 1] - held_out
-        return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1, rating_types(seqs.ratings))
+        return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1,
+                   interaction_types(seqs.ratings, seqs.timestamps, seqs.offsets))
 
     def inputs(self, rows: slice, max_len: int, mask_token: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Model inputs (history + [MASK]) for a slice of users, and their token types if known."""
@@ -67,7 +69,7 @@ def training_popularity(dataset: PreparedDataset) -> np.ndarray:
 
 def model_scorer(model: Bert4Rec, device: str | torch.device = "cpu") -> ScoreFn:
     def score(inputs: np.ndarray, types: np.ndarray | None) -> torch.Tensor:
-        types = torch.from_numpy(types).to(device) if types is not None and model.config.rating_aware else None
+        types = torch.from_numpy(types).to(device) if types is not None and model.config.reads_types else None
         return model.score_last(torch.from_numpy(inputs).to(device), types).float()
 
     return score

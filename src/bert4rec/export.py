@@ -35,9 +35,9 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None) -> Path:
         raise Bert4RecError(f"ONNX export needs torch.export ({exc})") from None
     model = Bert4Rec.load(model_dir).eval()
     config = model.config
-    if config.rating_aware:
-        raise Bert4RecError("ONNX export of a rating-aware model is not supported yet (its graph would need the "
-                            "rating types as a second input); serve it with `bert4rec serve`")
+    if config.reads_types:
+        raise Bert4RecError("ONNX export of a rating- or time-aware model is not supported yet (its graph would "
+                            "need the token types as a second input); serve it with `bert4rec serve`")
     out = Path(out) if out is not None else Path(model_dir) / ONNX_FILE
     example = torch.randint(1, config.num_items + 1, (2, min(16, config.max_len)))
     example[0, :2] = 0  # padding present, so the attention mask is part of the traced graph

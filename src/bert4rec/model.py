@@ -25,6 +25,7 @@ from transformers import BertConfig, BertModel
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write, atomic_write_text
 from bert4rec.losses import full_softmax
+from bert4rec.token_types import NUM_GAP_TYPES, NUM_RATING_TYPES, unpacked
 
 # (hidden (M, H), items (N, H), bias (N,), targets (M,)) -> summed loss
 ItemLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -50,11 +51,25 @@ class Bert4RecConfig:
     # ML-1M epoch 1.7x slower on CPU (benchmarks/speed.py). Off by default; set 0.2 for the paper's exact model.
     attention_dropout: float = 0.0
     max_len: int = 200
-    num_token_types: int = 1  # > 1: a per-interaction type (e.g. the rating) embedded and added to the item
+    rating_aware: bool = False  # read each interaction's rating (and a "liked" wish on the [MASK] slot)
+    time_aware: bool = False  # read the time since the user's previous interaction
 
     @property
-    def rating_aware(self) -> bool:
-        return self.num_token_types > 1
+    def reads_types(self) -> bool:
+        return self.rating_aware or self.time_aware
+
+    @property
+    def num_token_types(self) -> int:
+        return self._rating_types * (NUM_GAP_TYPES if self.time_aware else 1)
+
+    @property
+    def _rating_types(self) -> int:
+        return NUM_RATING_TYPES if self.rating_aware else 1
+
+    def own_types(self, types: torch.Tensor) -> torch.Tensor:
+        """Packed token types (``token_types``) -> this model's type ids: the parts it does not read are dropped."""
+        rating, gap = unpacked(types)
+        return (rating if self.rating_aware else 0) + (self._rating_types * gap if self.time_aware else 0)
 
     @property
     def vocab_size(self) -> int:
@@ -65,7 +80,7 @@ class Bert4RecConfig:
         return self.num_items + 1
 
     def validate(self) -> None:
-        if self.num_items < 1 or self.max_len < 2 or self.num_layers < 1 or self.num_token_types < 1:
+        if self.num_items < 1 or self.max_len < 2 or self.num_layers < 1:
             raise Bert4RecError(f"invalid model config: {self}")
         if self.hidden_size % self.num_heads:
             raise Bert4RecError(f"hidden size {self.hidden_size} is not divisible by {self.num_heads} heads")
@@ -88,6 +103,8 @@ class Bert4RecConfig:
         if data.get("version") != VERSION:
             raise Bert4RecError(f"{path}: written by an incompatible bert4rec (model format version "
                                 f"{data.get('version')}, this version reads {VERSION})")
+        if "num_token_types" in data:  # written before time-aware models: types > 1 meant rating-aware
+            data.setdefault("rating_aware", data.pop("num_token_types") > 1)
         names = {f.name for f in fields(cls)}
         try:
             config = cls(**{k: v for k, v in data.items() if k in names})
@@ -132,6 +149,8 @@ class Bert4Rec(nn.Module):
         # Position max_len - 1 for the last column, counting back; built from tensor ops alone so that an ONNX
         # export keeps the length dynamic.
         from_end = torch.ones_like(input_ids).flip(1).cumsum(1).flip(1)  # (B, L): L, L-1, ..., 1
+        if token_type_ids is not None:  # a model that reads no types has one type, 0, for every token
+            token_type_ids = self.config.own_types(token_type_ids) if self.config.reads_types else None
         out = self.bert(input_ids=input_ids, attention_mask=(input_ids != 0).long(),
                         token_type_ids=token_type_ids, position_ids=self.config.max_len - from_end)
         return out.last_hidden_state

@@ -17,7 +17,8 @@ from bert4rec.catalog import Catalog
 from bert4rec.errors import Bert4RecError, InvalidRequestError, ModelFolderError, UnknownUserError
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import DATASET_DIR, load_prepared
-from bert4rec.sequences import MASK_ANY, exclude_seen, inference_inputs, mask_type, rating_types
+from bert4rec.sequences import exclude_seen, inference_inputs
+from bert4rec.token_types import MASK_ANY, interaction_types, mask_type, rating_types
 
 MAX_K = 1000
 BATCH = 256
@@ -52,7 +53,8 @@ class Recommender:
         self.device = torch.device(device)
         self.vocab = dataset.vocab
         self.histories = dataset.sequences()
-        self.history_types = rating_types(self.histories.ratings)
+        self.history_types = interaction_types(self.histories.ratings, self.histories.timestamps,
+                                               self.histories.offsets)
         self.user_index = pd.Series(np.arange(len(dataset.user_ids)), index=dataset.user_ids)
         popularity = np.bincount(self.histories.tokens - 1, minlength=self.vocab.num_items)
         self.catalog = Catalog(dataset.movies, popularity)
@@ -120,7 +122,7 @@ class Recommender:
             s, e = starts[chosen], ends[chosen]
             inputs = torch.from_numpy(inference_inputs(seqs.tokens, s, e, max_len, self.vocab.mask))
             types = (torch.from_numpy(inference_inputs(self.history_types, s, e, max_len, slot_type)).to(self.device)
-                     if self.model.config.rating_aware else None)
+                     if self.model.config.reads_types else None)
             batch = self.model.score_last(inputs.to(self.device), types).float()
             batch = batch.masked_fill(~allowed, float("-inf"))
             if filters.exclude_seen:
@@ -163,26 +165,27 @@ class Recommender:
         return [{"movieId": d["movieId"], "title": d["title"]} for d in described]
 
     @torch.inference_mode()
-    def score_histories(self, histories: Sequence[np.ndarray], ratings: Sequence[np.ndarray | None] | None = None,
+    def score_histories(self, histories: Sequence[np.ndarray], types: Sequence[np.ndarray | None] | None = None,
                         liked: Sequence[bool] | None = None) -> torch.Tensor:
         """(B, N) model scores for the movie after each history (catalogue rows, oldest first), in one pass.
         Each history is truncated to its most recent max_len - 1 movies and followed by [MASK]. A rating-aware
-        model also reads each history's ratings (NaN or None: unknown) and, where ``liked``, asks for a liked movie."""
+        or time-aware model also reads each history's packed token types (``token_types``; None: no ratings or times
+        known) and, where ``liked``, asks for a liked movie."""
         lengths = np.array([len(h) for h in histories], dtype=np.int64)
         ends = np.cumsum(lengths)
         tokens = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) + 1
         max_len = self.model.config.max_len
         inputs = self._padded(inference_inputs(tokens, ends - lengths, ends, max_len, self.vocab.mask),
                               self.vocab.mask)
-        types = None
-        if self.model.config.rating_aware:
-            ratings = ratings or [None] * len(histories)
-            flat = np.concatenate([np.full(n, np.nan) if r is None else np.asarray(r, dtype=np.float64)
-                                   for n, r in zip(lengths, ratings, strict=True)])
-            type_rows = inference_inputs(rating_types(flat), ends - lengths, ends, max_len, MASK_ANY)
+        type_ids = None
+        if self.model.config.reads_types:
+            types = types or [None] * len(histories)
+            flat = np.concatenate([np.zeros(n, dtype=np.int64) if t is None else np.asarray(t, dtype=np.int64)
+                                   for n, t in zip(lengths, types, strict=True)])
+            type_rows = inference_inputs(flat, ends - lengths, ends, max_len, MASK_ANY)
             type_rows[:, -1] = mask_type(np.asarray(liked or [False] * len(histories), dtype=bool))
-            types = torch.from_numpy(self._padded(type_rows, MASK_ANY)).to(self.device)
-        return self.model.score_last(torch.from_numpy(inputs).to(self.device), types)[: len(histories)].float()
+            type_ids = torch.from_numpy(self._padded(type_rows, MASK_ANY)).to(self.device)
+        return self.model.score_last(torch.from_numpy(inputs).to(self.device), type_ids)[: len(histories)].float()
 
     def _padded(self, rows: np.ndarray, last: int) -> np.ndarray:
         """Pad rows to a power of two and columns to a multiple of 8: a server sees few distinct shapes, so the
@@ -215,14 +218,14 @@ class Recommender:
         """Catalogue rows of a known user's full history, oldest first."""
         return self.histories.user(self._user_index(user_id)) - 1
 
-    def user_ratings(self, user_id: int) -> np.ndarray:
-        """The ratings of ``user_history(user_id)``, NaN where unknown."""
+    def user_types(self, user_id: int) -> np.ndarray:
+        """The packed token types (ratings and time gaps) of ``user_history(user_id)``."""
         u = self._user_index(user_id)
-        return self.histories.ratings[self.histories.offsets[u] : self.histories.offsets[u + 1]]
+        return self.history_types[self.histories.offsets[u] : self.histories.offsets[u + 1]]
 
     def recommend_user(self, user_id: int, k: int = 10, filters: Filters | None = None) -> Recommendations:
-        """Next movies for a user of the training data, from their whole history (and its ratings)."""
-        return self.recommend_rows(self.user_history(user_id), k, filters, ratings=self.user_ratings(user_id))
+        """Next movies for a user of the training data, from their whole history (with its ratings and times)."""
+        return self.recommend_rows(self.user_history(user_id), k, filters, types=self.user_types(user_id))
 
     def recommend_history(self, movie_ids: Sequence[int], k: int = 10, filters: Filters | None = None,
                           ignore_unknown: bool = False, ratings: Sequence[float | None] | None = None
@@ -232,12 +235,13 @@ class Recommender:
         known movie falls back to popularity."""
         if ratings is not None and len(ratings) != len(movie_ids):
             raise InvalidRequestError(f"{len(ratings)} ratings for {len(movie_ids)} movies")
-        values = np.array([np.nan if r is None else r for r in ratings], dtype=np.float64) if ratings else None
+        values = rating_types(np.array([np.nan if r is None else r for r in ratings], dtype=np.float64)) \
+            if ratings else None
         if ignore_unknown:
             known = np.array([i in self.catalog.row_of_id.index for i in movie_ids], dtype=bool)
             movie_ids = [i for i, keep in zip(movie_ids, known, strict=True) if keep]
             values = values[known] if values is not None else None
-        return self.recommend_rows(self.catalog.rows_of_ids(movie_ids), k, filters, ratings=values)
+        return self.recommend_rows(self.catalog.rows_of_ids(movie_ids), k, filters, types=values)
 
     def recommend_titles(self, titles: Sequence[str], k: int = 10,
                          filters: Filters | None = None) -> Recommendations:
@@ -245,15 +249,15 @@ class Recommender:
         return self.recommend_rows(np.array([self.catalog.match(t) for t in titles], dtype=np.int64), k, filters)
 
     def recommend_rows(self, rows: np.ndarray, k: int = 10, filters: Filters | None = None,
-                       explain: bool = False, ratings: np.ndarray | None = None) -> Recommendations:
-        """Recommendations after a history of catalogue rows (and ratings, NaN where unknown); an empty history
-        falls back to popularity."""
+                       explain: bool = False, types: np.ndarray | None = None) -> Recommendations:
+        """Recommendations after a history of catalogue rows (and its packed token types, if known); an empty
+        history falls back to popularity."""
         filters = filters or Filters()
         self._check(k, filters)
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return self._popular(k, filters, rows)
-        scores = self.score_histories([rows], [ratings], [filters.liked])[0]
+        scores = self.score_histories([rows], [types], [filters.liked])[0]
         return self.select(scores, rows, k, filters, explain)
 
     def recommend_users(self, user_ids: Sequence[int] | None = None, k: int = 10,

@@ -12,6 +12,16 @@ import numpy as np
 import torch
 
 from bert4rec.model import IGNORE
+from bert4rec.token_types import (
+    GAP_UNKNOWN,
+    LIKED_LEVEL,
+    MASK_ANY,
+    MASK_LIKED,
+    MASK_NOT_LIKED,
+    UNRATED,
+    packed,
+    unpacked,
+)
 from bert4rec.vocab import PAD
 
 
@@ -69,38 +79,22 @@ def cloze_samples(windows: np.ndarray, mask_token: int, mask_prob: float, last_i
     return ClozeSamples(np.where(masked, mask_token, windows), np.where(masked, windows, IGNORE), lengths)
 
 
-# Token types of a rating-aware model (``--rating-aware``), added to the item embedding as BERT's segment embedding
-# would be. The notebook this project grew from folded (rating, movie) into one token; a type keeps the vocabulary.
-UNRATED = 0  # padding, or an interaction whose rating is unknown (ad-hoc histories often come without ratings)
-# 1..5: the rating's star level (half stars round down; 0.5 counts as 1)
-MASK_ANY, MASK_LIKED, MASK_NOT_LIKED = 6, 7, 8  # the [MASK] slot: rating unknown / liked / not liked
-NUM_RATING_TYPES = 9
-LIKED_LEVEL = 4  # liked means rated 4 stars or more
-
-
-def mask_type(liked: bool | np.ndarray) -> np.ndarray:
-    """The [MASK] slot's type (elementwise): asking for a liked movie, or for any."""
-    return np.where(liked, MASK_LIKED, MASK_ANY)
-
-
-def rating_types(ratings: np.ndarray) -> np.ndarray:
-    """(T,) ratings (NaN: unknown) -> (T,) token types UNRATED or 1..5."""
-    ratings = np.asarray(ratings, dtype=np.float64)
-    return np.where(np.isfinite(ratings), np.clip(np.floor(np.nan_to_num(ratings)), 1, 5), UNRATED).astype(np.int64)
-
-
 def cloze_types(types: np.ndarray, labels: np.ndarray, rng: np.random.Generator, reveal: float = 0.5,
                 forget: float = 0.1) -> np.ndarray:
-    """Token types for masked windows of a rating-aware model.
+    """Packed token types (see ``token_types``) for masked windows.
 
-    A masked slot says, with probability ``reveal``, whether its hidden item was liked (so that recommendation can
-    ask for "liked" items), else MASK_ANY; a ``forget`` share of the visible ratings is shown as UNRATED so that
-    histories without ratings stay in distribution."""
+    Rating part: a masked slot says, with probability ``reveal``, whether its hidden item was liked (so that
+    recommendation can ask for "liked" items), else MASK_ANY; a ``forget`` share of the visible ratings is shown as
+    UNRATED so that histories without ratings stay in distribution. Gap part: unknown on masked slots (the time of
+    the next interaction is unknown at recommendation time), and on a ``forget`` share of the rows (histories
+    without timestamps)."""
+    rating, gap = unpacked(types)
     masked = labels != IGNORE
-    liked = np.where(types == UNRATED, MASK_ANY, np.where(types >= LIKED_LEVEL, MASK_LIKED, MASK_NOT_LIKED))
+    liked = np.where(rating == UNRATED, MASK_ANY, np.where(rating >= LIKED_LEVEL, MASK_LIKED, MASK_NOT_LIKED))
     hidden = np.where(rng.random(types.shape) < reveal, liked, MASK_ANY)
-    visible = np.where(rng.random(types.shape) < forget, UNRATED, types)
-    return np.where(masked, hidden, visible)
+    visible = np.where(rng.random(types.shape) < forget, UNRATED, rating)
+    untimed = rng.random((len(types), 1)) < forget
+    return packed(np.where(masked, hidden, visible), np.where(masked | untimed, GAP_UNKNOWN, gap))
 
 
 def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

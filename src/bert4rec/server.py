@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bert4rec.errors import AmbiguousTitleError, Bert4RecError, UnknownItemError, UnknownUserError
 from bert4rec.recommend import MAX_K, Filters, Recommender
+from bert4rec.token_types import rating_types
 
 MAX_HISTORY = 10_000
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -92,6 +93,7 @@ class Health(BaseModel):
     movies: int
     users: int
     rating_aware: bool = Field(description="Whether the model reads ratings and honours 'liked'.")
+    time_aware: bool = Field(description="Whether the model reads the time between a known user's interactions.")
 
 
 class ErrorBody(BaseModel):
@@ -105,7 +107,7 @@ class ErrorBody(BaseModel):
 @dataclass
 class _Job:
     rows: np.ndarray
-    ratings: np.ndarray | None
+    types: np.ndarray | None  # packed token types of the history
     k: int
     filters: Filters
     explain: bool
@@ -131,16 +133,16 @@ class MicroBatcher:
             self._task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def recommend(self, rows: np.ndarray, ratings: np.ndarray | None, k: int, filters: Filters,
+    async def recommend(self, rows: np.ndarray, types: np.ndarray | None, k: int, filters: Filters,
                         explain: bool):
         if self._task is None:  # served without the lifespan hook (some test clients): start on first use
             self.start()
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(rows, ratings, k, filters, explain, future))
+        await self.queue.put(_Job(rows, types, k, filters, explain, future))
         return await future
 
     def _work(self, jobs: list[_Job]) -> list:
-        scores = self.recommender.score_histories([job.rows for job in jobs], [job.ratings for job in jobs],
+        scores = self.recommender.score_histories([job.rows for job in jobs], [job.types for job in jobs],
                                                   [job.filters.liked for job in jobs])
         results = []
         for job, row in zip(jobs, scores, strict=True):
@@ -200,7 +202,7 @@ class BodyLimit:
 
 
 def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[np.ndarray, np.ndarray]:
-    """Catalogue rows of the request's history and their ratings (NaN where not given)."""
+    """Catalogue rows of the request's history and their token types (rating UNRATED where not given)."""
     rows, ratings = [], []
     known = recommender.catalog.row_of_id
     for entry in request.history:
@@ -213,7 +215,7 @@ def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[
         else:
             continue
         ratings.append(np.nan if entry.rating is None else entry.rating)
-    return np.asarray(rows, dtype=np.int64), np.asarray(ratings, dtype=np.float64)
+    return np.asarray(rows, dtype=np.int64), rating_types(np.asarray(ratings, dtype=np.float64))
 
 
 def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
@@ -246,7 +248,8 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
     @app.get("/health", response_model=Health)
     async def health() -> Health:
         return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index),
-                      rating_aware=recommender.model.config.rating_aware)
+                      rating_aware=recommender.model.config.rating_aware,
+                      time_aware=recommender.model.config.time_aware)
 
     @app.get("/movies", response_model=list[Movie], responses=errors)
     async def search_movies(q: Annotated[str, Query(max_length=200)] = "",
@@ -267,20 +270,20 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
     async def recommend(request: RecommendationRequest) -> dict:
         filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
                           request.year_max, request.liked)
-        rows, ratings = _history(recommender, request)
+        rows, types = _history(recommender, request)
         if len(rows) == 0 or (request.liked and not recommender.model.config.rating_aware):
             return recommender.recommend_rows(rows, request.k, filters).to_dict()  # answers or raises at once
-        return (await batcher.recommend(rows, ratings, request.k, filters, request.explain)).to_dict()
+        return (await batcher.recommend(rows, types, request.k, filters, request.explain)).to_dict()
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
     async def recommend_user(userId: Annotated[int, Path(**INT64)],
                              k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
                              liked: Annotated[bool, Query(description="Rating-aware models only: movies the user "
                                                                       "would rate 4 stars or more.")] = False) -> dict:
-        rows, ratings = recommender.user_history(userId), recommender.user_ratings(userId)
+        rows, types = recommender.user_history(userId), recommender.user_types(userId)
         if liked and not recommender.model.config.rating_aware:
             return recommender.recommend_rows(rows, k, Filters(liked=True)).to_dict()  # raises the clear error
-        return (await batcher.recommend(rows, ratings, k, Filters(liked=liked), True)).to_dict()
+        return (await batcher.recommend(rows, types, k, Filters(liked=liked), True)).to_dict()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:

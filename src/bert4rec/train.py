@@ -36,10 +36,10 @@ from bert4rec.sequences import (
     cloze_types,
     crop,
     length_bucketed_batches,
-    rating_types,
     right_aligned,
     training_windows,
 )
+from bert4rec.token_types import interaction_types
 
 PRECISIONS = ("auto", "bf16", "fp32")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -184,16 +184,17 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 
 def training_samples(dataset: PreparedDataset, max_len: int,
-                     rating_aware: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                     with_types: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(S, max_len) right-aligned windows over the training items (validation and test targets held out), and
-    for a rating-aware model the matching rating token types."""
+    for a rating- or time-aware model the matching packed token types."""
     seqs = dataset.sequences()
     lengths = seqs.lengths
     train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - 2, lengths)
     starts, ends = training_windows(seqs.offsets, train_lengths, max_len)
     if len(starts) == 0:
         raise Bert4RecError("no training sequences with at least two items")
-    types = right_aligned(rating_types(seqs.ratings), starts, ends, max_len) if rating_aware else None
+    types = (right_aligned(interaction_types(seqs.ratings, seqs.timestamps, seqs.offsets), starts, ends, max_len)
+             if with_types else None)
     return right_aligned(seqs.tokens, starts, ends, max_len), types
 
 
@@ -277,7 +278,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     torch.manual_seed(config.seed)  # the initial weights, identical on every rank
     model = Bert4Rec(model_config).to(device)
     trained = DistributedDataParallel(model) if dist.enabled else model
-    windows, type_windows = training_samples(dataset, model_config.max_len, model_config.rating_aware)
+    windows, type_windows = training_samples(dataset, model_config.max_len, model_config.reads_types)
     loss_fn = (SampledSoftmax(evaluate.training_popularity(dataset), config.negatives) if config.loss == "sampled"
                else full_softmax)
     steps_per_epoch = math.ceil(len(windows) / (config.batch_size * dist.world))
