@@ -52,9 +52,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_rating_aware_dir(tmp_path_factory) -> Path:
-    """As ``tiny_model_dir``, trained with --rating-aware."""
-    return _train_tiny(tmp_path_factory, "tiny-rating-aware", "--rating-aware")
+def tiny_aware_dir(tmp_path_factory) -> Path:
+    """As ``tiny_model_dir``, trained with --rating-aware --time-aware."""
+    return _train_tiny(tmp_path_factory, "tiny-aware", "--rating-aware", "--time-aware")
 
 
 def _train_tiny(tmp_path_factory, name: str, *extra: str) -> Path:

@@ -127,15 +127,15 @@ def test_recommend_for_user_and_batch(tiny_model_dir, tmp_path):
     assert len(recs) == 610 * 4 and list(recs.columns) == ["userId", "rank", "movieId", "title", "score"]
 
 
-def test_rating_aware_train_and_liked_recommendations(tiny_rating_aware_dir, tmp_path):
-    config = json.loads((tiny_rating_aware_dir / "config.json").read_text())
-    assert config["rating_aware"] is True and config["time_aware"] is False
-    liked = run("recommend", tiny_rating_aware_dir, "--user", "42", "--k", "5", "--liked", "--json")
-    plain = run("recommend", tiny_rating_aware_dir, "--user", "42", "--k", "5", "--json")
+def test_rating_aware_train_and_liked_recommendations(tiny_aware_dir, tmp_path):
+    config = json.loads((tiny_aware_dir / "config.json").read_text())
+    assert config["rating_aware"] is True and config["time_aware"] is True
+    liked = run("recommend", tiny_aware_dir, "--user", "42", "--k", "5", "--liked", "--json")
+    plain = run("recommend", tiny_aware_dir, "--user", "42", "--k", "5", "--json")
     assert liked.exit_code == 0 and plain.exit_code == 0, liked.output + plain.output
     assert json.loads(liked.output)["items"] != json.loads(plain.output)["items"]  # scores at least differ
     out = tmp_path / "liked.csv"
-    assert run("recommend", tiny_rating_aware_dir, "--users", "1,2", "--liked", "--out", out).exit_code == 0
+    assert run("recommend", tiny_aware_dir, "--users", "1,2", "--liked", "--out", out).exit_code == 0
     assert len(pd.read_csv(out)) == 20
 
 

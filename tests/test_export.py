@@ -36,7 +36,7 @@ def test_export_errors(tmp_path, tiny_model_dir):
     assert result.exit_code == 2 and "--onnx" in result.output
 
 
-def test_rating_aware_models_are_not_exported_silently_wrong(tiny_rating_aware_dir, tmp_path):
+def test_rating_aware_models_are_not_exported_silently_wrong(tiny_aware_dir, tmp_path):
     with pytest.raises(Bert4RecError, match="rating- or time-aware"):
-        export_onnx(tiny_rating_aware_dir, tmp_path / "m.onnx")
+        export_onnx(tiny_aware_dir, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bert4rec.errors import InvalidRequestError, ModelFolderError, UnknownItemError, UnknownUserError
-from bert4rec.recommend import Filters, Recommender
+from bert4rec.recommend import Filters, Recommender, history_types
+from bert4rec.token_types import GAP_FIRST, GAP_UNKNOWN, UNRATED, unpacked
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,22 @@ def test_serving_does_not_import_training_code():
             "print(bad); sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
     assert torch.get_num_threads() >= 1
+
+
+def test_history_types_pack_ratings_and_gaps():
+    types = history_types(3, [5, None, 2.5], [100, 100, 200])
+    assert [part.tolist() for part in unpacked(types)] == [[5, UNRATED, 2], [GAP_FIRST, 2, 5]]
+    assert unpacked(history_types(2))[1].tolist() == [GAP_UNKNOWN, GAP_UNKNOWN]
+    with pytest.raises(InvalidRequestError, match="for every movie"):
+        history_types(2, None, [100, None])
+    with pytest.raises(InvalidRequestError, match="back in time"):
+        history_types(2, None, [100, 99])
+
+
+def test_skipped_unknown_movies_take_their_ratings_and_times_along(recommender, monkeypatch):
+    received = []
+    monkeypatch.setattr(recommender, "recommend_rows", lambda rows, k, filters, types: received.append(types))
+    recommender.recommend_history([1, 10**9, 296], ratings=[4, 1, None], timestamps=[0, 5, 60], ignore_unknown=True)
+    assert [part.tolist() for part in unpacked(received[0])] == [[4, UNRATED], [GAP_FIRST, 4]]
+    with pytest.raises(InvalidRequestError, match="2 timestamps for 3 movies"):
+        recommender.recommend_history([1, 2, 3], timestamps=[0, 5])

@@ -140,8 +140,8 @@ def test_liked_needs_a_rating_aware_model(client):
     assert client.get("/users/1/recommendations", params={"liked": "true"}).status_code == 422
 
 
-def test_rating_aware_model_reads_ratings_and_liked(tiny_rating_aware_dir):
-    recommender = Recommender.load(tiny_rating_aware_dir)
+def test_rating_aware_model_reads_ratings_and_liked(tiny_aware_dir):
+    recommender = Recommender.load(tiny_aware_dir)
     with TestClient(create_app(recommender)) as rating_client:
         assert rating_client.get("/health").json()["rating_aware"] is True
         def scores(body):
@@ -156,5 +156,13 @@ def test_rating_aware_model_reads_ratings_and_liked(tiny_rating_aware_dir):
         assert plain != liked and plain != unrated  # the [MASK] type and the ratings reach the model
         direct = recommender.recommend_history([1, 2571, 6], 20, Filters(liked=True), ratings=[5, 1.5, None])
         assert [m["movieId"] for m in direct.items] == list(liked)  # the micro-batcher scores as a direct call
+        timed = scores({"history": [h | {"timestamp": t} for h, t in zip(history, [0, 40, 90000], strict=True)]})
+        assert timed != plain  # the gaps reach the model
+        direct = recommender.recommend_history([1, 2571, 6], 20, ratings=[5, 1.5, None], timestamps=[0, 40, 90000])
+        assert [m["movieId"] for m in direct.items] == list(timed)
+        for times, message in (([0, None, 5], "for every movie"), ([0, 50, 40], "back in time")):
+            body = {"history": [h | {"timestamp": t} for h, t in zip(history, times, strict=True)]}
+            response = rating_client.post("/recommendations", json=body)
+            assert response.status_code == 422 and message in response.json()["detail"]
         response = rating_client.get("/users/1/recommendations", params={"liked": "true", "k": 5})
         assert response.status_code == 200 and len(response.json()["items"]) == 5

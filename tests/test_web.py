@@ -34,8 +34,8 @@ def server_url(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def rating_aware_url(tiny_rating_aware_dir):
-    yield from running_server(tiny_rating_aware_dir)
+def rating_aware_url(tiny_aware_dir):
+    yield from running_server(tiny_aware_dir)
 
 
 def running_server(model_dir):

@@ -18,7 +18,16 @@ from bert4rec.errors import Bert4RecError, InvalidRequestError, ModelFolderError
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import DATASET_DIR, load_prepared
 from bert4rec.sequences import exclude_seen, inference_inputs
-from bert4rec.token_types import MASK_ANY, interaction_types, mask_type, rating_types
+from bert4rec.token_types import (
+    GAP_UNKNOWN,
+    MASK_ANY,
+    UNRATED,
+    gap_types,
+    interaction_types,
+    mask_type,
+    packed,
+    rating_types,
+)
 
 MAX_K = 1000
 BATCH = 256
@@ -45,6 +54,23 @@ class Recommendations:
 
     def to_dict(self) -> dict:
         return {"items": self.items, "history": self.history, "fallback": self.fallback}
+
+
+def history_types(count: int, ratings: Sequence[float | None] | None = None,
+                  timestamps: Sequence[int | None] | None = None) -> np.ndarray:
+    """Packed token types of an ad-hoc history of ``count`` movies: the ratings (None: unknown) and, when every
+    movie has one, the gaps between the timestamps (Unix seconds, oldest first)."""
+    rating = (rating_types(np.array([np.nan if r is None else r for r in ratings], dtype=np.float64))
+              if ratings is not None else np.full(count, UNRATED))
+    times = [] if timestamps is None else [t for t in timestamps if t is not None]
+    if not times:
+        return packed(rating, np.full(count, GAP_UNKNOWN))
+    if len(times) != count:
+        raise InvalidRequestError("give a timestamp for every movie of the history, or for none")
+    times = np.asarray(times, dtype=np.int64)
+    if (np.diff(times) < 0).any():
+        raise InvalidRequestError("timestamps go back in time: the history must be oldest first")
+    return packed(rating, gap_types(times, np.array([0, count])))
 
 
 class Recommender:
@@ -228,20 +254,21 @@ class Recommender:
         return self.recommend_rows(self.user_history(user_id), k, filters, types=self.user_types(user_id))
 
     def recommend_history(self, movie_ids: Sequence[int], k: int = 10, filters: Filters | None = None,
-                          ignore_unknown: bool = False, ratings: Sequence[float | None] | None = None
-                          ) -> Recommendations:
+                          ignore_unknown: bool = False, ratings: Sequence[float | None] | None = None,
+                          timestamps: Sequence[int | None] | None = None) -> Recommendations:
         """Next movies after an ad-hoc history of movie ids, oldest first, optionally with their ratings (None:
-        unknown). Ids the model does not know are an error, or skipped with ``ignore_unknown``; a history with no
-        known movie falls back to popularity."""
-        if ratings is not None and len(ratings) != len(movie_ids):
-            raise InvalidRequestError(f"{len(ratings)} ratings for {len(movie_ids)} movies")
-        values = rating_types(np.array([np.nan if r is None else r for r in ratings], dtype=np.float64)) \
-            if ratings else None
+        unknown) and when each was watched (Unix seconds). Ids the model does not know are an error, or skipped
+        with ``ignore_unknown``; a history with no known movie falls back to popularity."""
+        for name, values in (("ratings", ratings), ("timestamps", timestamps)):
+            if values is not None and len(values) != len(movie_ids):
+                raise InvalidRequestError(f"{len(values)} {name} for {len(movie_ids)} movies")
         if ignore_unknown:
-            known = np.array([i in self.catalog.row_of_id.index for i in movie_ids], dtype=bool)
-            movie_ids = [i for i, keep in zip(movie_ids, known, strict=True) if keep]
-            values = values[known] if values is not None else None
-        return self.recommend_rows(self.catalog.rows_of_ids(movie_ids), k, filters, types=values)
+            known = [i in self.catalog.row_of_id.index for i in movie_ids]
+            movie_ids, ratings, timestamps = (None if values is None else
+                                              [v for v, keep in zip(values, known, strict=True) if keep]
+                                              for values in (movie_ids, ratings, timestamps))
+        types = history_types(len(movie_ids), ratings, timestamps)
+        return self.recommend_rows(self.catalog.rows_of_ids(movie_ids), k, filters, types=types)
 
     def recommend_titles(self, titles: Sequence[str], k: int = 10,
                          filters: Filters | None = None) -> Recommendations:

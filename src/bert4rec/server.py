@@ -20,8 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bert4rec.errors import AmbiguousTitleError, Bert4RecError, UnknownItemError, UnknownUserError
-from bert4rec.recommend import MAX_K, Filters, Recommender
-from bert4rec.token_types import rating_types
+from bert4rec.recommend import MAX_K, Filters, Recommender, history_types
 
 MAX_HISTORY = 10_000
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -31,20 +30,24 @@ INT64 = {"ge": -(2**63), "le": 2**63 - 1}
 # ------------------------------------------------------------------------------------------------ schemas
 
 
-class WatchedById(BaseModel):
-    """A watched movie by movieId, optionally with a 0-5 star rating."""
-
+class Watched(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    rating: float | None = Field(None, ge=0, le=5, description="0-5 stars; read by rating-aware models.")
+    timestamp: int | None = Field(None, ge=0, le=2**53, description="When it was watched, Unix seconds; read by "
+                                  "time-aware models when every movie of the history has one.")
+
+
+class WatchedById(Watched):
+    """A watched movie by movieId, optionally with a rating and a timestamp."""
+
     movieId: int = Field(**INT64)
-    rating: float | None = Field(None, ge=0, le=5)
 
 
-class WatchedByTitle(BaseModel):
-    """A watched movie by title (matched forgivingly: case, accents, articles, typos), optionally rated."""
+class WatchedByTitle(Watched):
+    """A watched movie by title (matched forgivingly: case, accents, articles, typos), optionally with a rating
+    and a timestamp."""
 
-    model_config = ConfigDict(extra="forbid")
     title: str = Field(min_length=1, max_length=300)
-    rating: float | None = Field(None, ge=0, le=5)
 
 
 HistoryEntry = WatchedById | WatchedByTitle
@@ -202,8 +205,8 @@ class BodyLimit:
 
 
 def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[np.ndarray, np.ndarray]:
-    """Catalogue rows of the request's history and their token types (rating UNRATED where not given)."""
-    rows, ratings = [], []
+    """Catalogue rows of the request's history and their token types (ratings and time gaps, where given)."""
+    rows, kept = [], []
     known = recommender.catalog.row_of_id
     for entry in request.history:
         if isinstance(entry, WatchedByTitle):
@@ -214,8 +217,9 @@ def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[
             raise UnknownItemError(f"unknown movie id {entry.movieId} (not in this model's catalogue)")
         else:
             continue
-        ratings.append(np.nan if entry.rating is None else entry.rating)
-    return np.asarray(rows, dtype=np.int64), rating_types(np.asarray(ratings, dtype=np.float64))
+        kept.append(entry)
+    types = history_types(len(rows), [e.rating for e in kept], [e.timestamp for e in kept])
+    return np.asarray(rows, dtype=np.int64), types
 
 
 def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
