@@ -444,11 +444,14 @@ def export_command(
 ) -> None:
     """Export the scoring path (history + [MASK] -> item scores) for ONNX Runtime; needs bert4rec[onnx]."""
     from bert4rec.export import export_onnx
+    from bert4rec.model import Bert4RecConfig
 
     if not onnx:
         raise Bert4RecError("choose a format: --onnx")
     path = export_onnx(model_dir, out)
-    console.print(f"written {path} (input 'input_ids' [batch, length ≤ max_len], output 'scores' [batch, items])")
+    types = " and 'token_type_ids' (the same shape)" if Bert4RecConfig.load(model_dir).reads_types else ""
+    console.print(f"written {path} (input 'input_ids' [batch, length ≤ max_len]{types}, output 'scores' "
+                  "[batch, items])")
 
 
 # ------------------------------------------------------------------------------------------------ quickstart

@@ -13,6 +13,7 @@ import torch
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write
 from bert4rec.model import Bert4Rec
+from bert4rec.token_types import MASK_ANY, NUM_GAP_TYPES, NUM_RATING_TYPES
 
 ONNX_FILE = "model.onnx"
 
@@ -22,12 +23,13 @@ class _LastItemScores(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.score_last(input_ids)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.score_last(input_ids, token_type_ids)
 
 
 def export_onnx(model_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``model.onnx``: input ``input_ids`` (batch, length ≤ max_len, right-aligned, ending in [MASK]),
+    """Write ``model.onnx``: input ``input_ids`` (batch, length ≤ max_len, right-aligned, ending in [MASK]) and,
+    for a rating- or time-aware model, ``token_type_ids`` (the same shape, packed types: see ``token_types``);
     output ``scores`` (batch, items). Batch and length are dynamic."""
     try:
         from torch.export import Dim
@@ -35,16 +37,18 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None) -> Path:
         raise Bert4RecError(f"ONNX export needs torch.export ({exc})") from None
     model = Bert4Rec.load(model_dir).eval()
     config = model.config
-    if config.reads_types:
-        raise Bert4RecError("ONNX export of a rating- or time-aware model is not supported yet (its graph would "
-                            "need the token types as a second input); serve it with `bert4rec serve`")
     out = Path(out) if out is not None else Path(model_dir) / ONNX_FILE
     example = torch.randint(1, config.num_items + 1, (2, min(16, config.max_len)))
     example[0, :2] = 0  # padding present, so the attention mask is part of the traced graph
-    shapes = ({0: Dim("batch", max=1 << 16), 1: Dim("length", min=2, max=config.max_len)},)
+    dims = {0: Dim("batch", max=1 << 16), 1: Dim("length", min=2, max=config.max_len)}
+    inputs, names = (example,), ["input_ids"]
+    if config.reads_types:
+        inputs, names = (example, torch.randint(0, NUM_RATING_TYPES * NUM_GAP_TYPES, example.shape)), \
+            ["input_ids", "token_type_ids"]
     try:
-        program = torch.onnx.export(_LastItemScores(model).eval(), (example,), dynamo=True, dynamic_shapes=shapes,
-                                    input_names=["input_ids"], output_names=["scores"], verbose=False)
+        program = torch.onnx.export(_LastItemScores(model).eval(), inputs, dynamo=True,
+                                    dynamic_shapes=(dims,) * len(inputs), input_names=names,
+                                    output_names=["scores"], verbose=False)
     except ImportError as exc:
         raise Bert4RecError(f"ONNX export needs the onnx extra: pip install 'bert4rec[onnx]' ({exc})") from None
     atomic_write(out, lambda path: program.save(str(path)))
@@ -67,5 +71,15 @@ class OnnxScorer:
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise Bert4RecError(f"{path}: not a loadable ONNX model ({exc})") from None
 
-    def score_last(self, input_ids: np.ndarray) -> np.ndarray:
-        return self.session.run(["scores"], {"input_ids": np.asarray(input_ids, dtype=np.int64)})[0]
+        self.reads_types = "token_type_ids" in {i.name for i in self.session.get_inputs()}
+
+    def score_last(self, input_ids: np.ndarray, token_type_ids: np.ndarray | None = None) -> np.ndarray:
+        """(B, L) histories ending in [MASK] (and their packed token types, for a model that reads them; none
+        given: unknown ratings and times, any movie asked for) -> (B, N) scores."""
+        feeds = {"input_ids": np.asarray(input_ids, dtype=np.int64)}
+        if self.reads_types:
+            if token_type_ids is None:
+                token_type_ids = np.zeros_like(feeds["input_ids"])
+                token_type_ids[:, -1] = MASK_ANY
+            feeds["token_type_ids"] = np.asarray(token_type_ids, dtype=np.int64)
+        return self.session.run(["scores"], feeds)[0]
