@@ -47,8 +47,9 @@ TINY_TRAIN_ARGS = ["--epochs", "2", "--hidden-size", "16", "--layers", "1", "--h
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny model trained for two epochs on ml-latest-small through the real CLI (shared, read-only)."""
-    return _train_tiny(tmp_path_factory, "tiny")
+    """A tiny plain model (no ratings) trained for two epochs on ml-latest-small through the real CLI (shared,
+    read-only)."""
+    return _train_tiny(tmp_path_factory, "tiny", "--no-rating-aware")
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,7 @@ def test_train_from_prepared_folder_and_resume(tmp_path):
     assert "best validation NDCG@10" in result.output
     history = (out / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
+    assert json.loads((out / "config.json").read_text())["rating_aware"] is True  # the default
     result = run("train", "--out", out, "--resume", "--quiet")  # finished: resuming changes nothing
     assert result.exit_code == 0, result.output
     assert (out / "history.jsonl").read_text().splitlines() == history

@@ -50,7 +50,7 @@ HISTORY_FILE = "history.jsonl"
 @dataclass
 class TrainConfig:
     epochs: int = 200
-    batch_size: int = 128
+    batch_size: int = 16  # the paper's 128 learns far less per epoch on ML-1M at about the same cost (README)
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.02  # of all steps
