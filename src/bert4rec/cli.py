@@ -484,11 +484,10 @@ def quickstart_command(
     console.rule("2/4 training")
     if out.exists():
         shutil.rmtree(out)
-    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, max_len=100)
+    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, max_len=100, rating_aware=True)
     # BERT4Rec sits on a popularity-level plateau for its first epochs, so no early stopping here: the budget
     # and the schedule end the run, and the best validation epoch is kept.
-    config = train.TrainConfig(epochs=epochs, batch_size=64, max_minutes=max_minutes, valid_every=5, patience=None,
-                               device=device)
+    config = train.TrainConfig(epochs=epochs, max_minutes=max_minutes, valid_every=5, patience=None, device=device)
     result = train.fit(dataset, out, model_config, config)
     console.print(_train_table(result, out))
     console.rule("3/4 evaluation on the test split")
