@@ -22,7 +22,7 @@ from bert4rec.fsutil import atomic_write_text
 from bert4rec.model import Bert4Rec
 from bert4rec.preprocess import TRAIN, PreparedDataset, Sequences
 from bert4rec.sequences import exclude_seen, inference_inputs
-from bert4rec.token_types import LIKED_LEVEL, MASK_ANY, MASK_LIKED, interaction_types, rating_types
+from bert4rec.token_types import LIKED_LEVEL, MASK_ANY, MASK_LIKED, rating_types
 
 SPLITS = ("valid", "test")
 # (B, W) inputs ending in [MASK], (B, W) token types or None -> (B, N) item scores
@@ -46,8 +46,7 @@ class EvalSet:
             raise Bert4RecError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
         held_out = 2 if split == "valid" else 1
         ends = seqs.offsets[users + 1] - held_out
-        return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1,
-                   interaction_types(seqs.ratings, seqs.timestamps, seqs.offsets))
+        return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1, seqs.token_types())
 
     def inputs(self, rows: slice, max_len: int, mask_token: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Model inputs (history + [MASK]) for a slice of users, and their token types if known."""

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from bert4rec.errors import DataError
 from bert4rec.fsutil import write_dir_atomically
 from bert4rec.movielens import RawDataset, placeholder_movies
+from bert4rec.token_types import interaction_types
 from bert4rec.vocab import ItemVocab
 
 FORMAT = "bert4rec-prepared"
@@ -66,6 +67,10 @@ class Sequences:
 
     def user(self, u: int) -> np.ndarray:
         return self.tokens[self.offsets[u]:self.offsets[u + 1]]
+
+    def token_types(self) -> np.ndarray:
+        """(total,) packed token types of every interaction: its rating and the gap since the previous one."""
+        return interaction_types(self.ratings, self.timestamps, self.offsets)
 
 
 @dataclass

@@ -23,7 +23,6 @@ from bert4rec.token_types import (
     MASK_ANY,
     UNRATED,
     gap_types,
-    interaction_types,
     mask_type,
     packed,
     rating_types,
@@ -79,8 +78,7 @@ class Recommender:
         self.device = torch.device(device)
         self.vocab = dataset.vocab
         self.histories = dataset.sequences()
-        self.history_types = interaction_types(self.histories.ratings, self.histories.timestamps,
-                                               self.histories.offsets)
+        self.history_types = self.histories.token_types()
         self.user_index = pd.Series(np.arange(len(dataset.user_ids)), index=dataset.user_ids)
         popularity = np.bincount(self.histories.tokens - 1, minlength=self.vocab.num_items)
         self.catalog = Catalog(dataset.movies, popularity)

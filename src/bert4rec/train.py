@@ -39,7 +39,6 @@ from bert4rec.sequences import (
     right_aligned,
     training_windows,
 )
-from bert4rec.token_types import interaction_types
 
 PRECISIONS = ("auto", "bf16", "fp32")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -193,8 +192,7 @@ def training_samples(dataset: PreparedDataset, max_len: int,
     starts, ends = training_windows(seqs.offsets, train_lengths, max_len)
     if len(starts) == 0:
         raise Bert4RecError("no training sequences with at least two items")
-    types = (right_aligned(interaction_types(seqs.ratings, seqs.timestamps, seqs.offsets), starts, ends, max_len)
-             if with_types else None)
+    types = right_aligned(seqs.token_types(), starts, ends, max_len) if with_types else None
     return right_aligned(seqs.tokens, starts, ends, max_len), types
 
 
