@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def main() -> None:
         "epochs_run": result["epochs"], "best_epoch": result["best_epoch"],
         "train_minutes": result["train_seconds"] / 60, "wall_minutes": (time.perf_counter() - started) / 60,
         "seconds_per_epoch": result["seconds_per_epoch"],
+        # The median resists other jobs slowing a few epochs; the curve shows whether a run was still improving.
+        "median_seconds_per_epoch": statistics.median(h["train_seconds"] for h in result["history"]),
+        "valid_curve": [[h["epoch"], h["valid_NDCG@10"]] for h in result["history"] if "valid_NDCG@10" in h],
         "valid": {k.removeprefix("valid_"): v for k, v in validation.items() if k.startswith("valid_")},
         "test": test,
     }

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/quality_table.py [PATTERN ...]     # default: every quality-*.json
 
 Columns: the settings that differ from the paper config, epochs run, best epoch, median seconds per epoch
-(robust to other jobs slowing a few epochs on a shared machine), validation NDCG@10 / HR@10 of the selected epoch,
+(robust to other jobs slowing a few epochs on a shared machine; from the report, or for reports older than that
+field from the run's history.jsonl under runs/), validation NDCG@10 / HR@10 of the selected epoch,
 test NDCG@10 / HR@10 (full ranking) and test sampled-100 NDCG@10.
 """
 
@@ -28,6 +29,8 @@ def changes(args: dict) -> str:
 
 
 def seconds_per_epoch(report: dict) -> float | None:
+    if "median_seconds_per_epoch" in report:
+        return report["median_seconds_per_epoch"]
     run = Path(report["args"].get("out") or f"runs/quality-{Path(report['args']['data']).name.replace('-', '')}-"
                                                f"{report['name']}")
     history = run / "history.jsonl"
