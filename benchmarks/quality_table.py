@@ -3,15 +3,13 @@
     .venv/bin/python benchmarks/quality_table.py [PATTERN ...]     # default: every quality-*.json
 
 Columns: the settings that differ from the paper config, epochs run, best epoch, median seconds per epoch
-(robust to other jobs slowing a few epochs on a shared machine; from the report, or for reports older than that
-field from the run's history.jsonl under runs/), validation NDCG@10 / HR@10 of the selected epoch,
-test NDCG@10 / HR@10 (full ranking) and test sampled-100 NDCG@10.
+(robust to other jobs slowing a few epochs on a shared machine; "—" where a report predates that field),
+validation NDCG@10 / HR@10 of the selected epoch, test NDCG@10 / HR@10 (full ranking) and test sampled-100 NDCG@10.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -28,17 +26,6 @@ def changes(args: dict) -> str:
     return ", ".join(differ) or "paper config"
 
 
-def seconds_per_epoch(report: dict) -> float | None:
-    if "median_seconds_per_epoch" in report:
-        return report["median_seconds_per_epoch"]
-    run = Path(report["args"].get("out") or f"runs/quality-{Path(report['args']['data']).name.replace('-', '')}-"
-                                               f"{report['name']}")
-    history = run / "history.jsonl"
-    if not history.is_file():
-        return None
-    return statistics.median(json.loads(line)["train_seconds"] for line in history.read_text().splitlines())
-
-
 def main() -> None:
     patterns = sys.argv[1:] or ["quality-*.json"]
     paths = sorted({p for pattern in patterns for p in (HERE / "results").glob(pattern)})
@@ -48,7 +35,7 @@ def main() -> None:
     for path in paths:
         report = json.loads(path.read_text())
         test = report["test"]["model"]
-        median = seconds_per_epoch(report)
+        median = report.get("median_seconds_per_epoch")  # absent from the reports of runs whose history was lost
         print(f"| {Path(report['args']['data']).name} | {report['name']} | {changes(report['args'])} | "
               f"{report['epochs_run']} ({report['best_epoch']}) | {f'{median:.1f}' if median else '—'} | "
               f"{report['valid']['NDCG@10']:.4f} | {report['valid']['HR@10']:.4f} | "
