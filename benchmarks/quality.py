@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/quality.py [--data ../shared/data/ml-1m] [--minutes 60] [--epochs 300]
         [--hidden 64] [--layers 2] [--heads 2] [--dropout 0.2] [--attention-dropout 0.0] [--mask-prob 0.2]
         [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware] [--time-aware]
-        [--loss full|sampled] [--negatives 1024] [--seed 0] [--name NAME] [--out runs/quality-DATA-NAME]
+        [--loss full|sampled] [--negatives 1024] [--exclude-seen] [--seed 0] [--name NAME]
+        [--out runs/quality-DATA-NAME]
 
 The BERT4Rec split of --data (for ML-1M: 6,040 users, 3,416 items, 999,611 interactions), full ranking with the
 history excluded. The best epoch is chosen on validation NDCG@10; the test split is evaluated once, on that model.
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--time-aware", action="store_true")
     parser.add_argument("--loss", choices=["full", "sampled"], default="full")
     parser.add_argument("--negatives", type=int, default=1024)
+    parser.add_argument("--exclude-seen", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", type=Path, default=None, help="model folder (default runs/quality-DATA-NAME)")
@@ -68,7 +70,8 @@ def main() -> None:
     config = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mask_prob=args.mask_prob,
                                last_item_fraction=args.last_item_fraction, valid_every=args.valid_every,
                                patience=args.patience or None, max_minutes=args.minutes, seed=args.seed,
-                               device="cpu", loss=args.loss, negatives=args.negatives)
+                               device="cpu", loss=args.loss, negatives=args.negatives,
+                               exclude_seen=args.exclude_seen)
     result = train.fit(dataset, out, model_config, config, progress=False)
     best = Bert4Rec.load(out)
     test = evaluate.evaluate_model(best, dataset, "test", progress=False)

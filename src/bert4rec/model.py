@@ -24,11 +24,11 @@ from transformers import BertConfig, BertModel
 
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write, atomic_write_text
-from bert4rec.losses import full_softmax
+from bert4rec.losses import full_softmax, other_window_items
 from bert4rec.token_types import NUM_GAP_TYPES, NUM_RATING_TYPES, unpacked
 
-# (hidden (M, H), items (N, H), bias (N,), targets (M,)) -> summed loss
-ItemLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (hidden (M, H), items (N, H), bias (N,), targets (M,), items left out of each softmax (M, N) | None) -> summed loss
+ItemLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 FORMAT = "bert4rec-model"
 VERSION = 1
@@ -164,13 +164,17 @@ class Bert4Rec(nn.Module):
         return self.head(hidden) @ self.item_embeddings().T + self.item_bias
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                reduction: str = "mean", loss: ItemLoss = full_softmax) -> torch.Tensor:
+                reduction: str = "mean", loss: ItemLoss = full_softmax, exclude_seen: bool = False) -> torch.Tensor:
         """Cloze loss over the masked positions only (labels != IGNORE), mean or sum. ``loss`` scores them against
-        the catalogue: exact cross-entropy by default, or e.g. ``losses.SampledSoftmax``."""
+        the catalogue: exact cross-entropy by default, or e.g. ``losses.SampledSoftmax``. With ``exclude_seen``
+        each position's softmax leaves out the other items of its window, as evaluation leaves out the history."""
         hidden = self.encode(input_ids, token_type_ids)  # (B, L, H)
         where = labels != IGNORE  # (B, L)
+        exclude = None
+        if exclude_seen:
+            exclude = other_window_items(torch.where(where, labels, input_ids), where, self.config.num_items)
         # Only masked positions are scored, never B × L × N; the loss bounds the M × N part.
-        total = loss(self.head(hidden[where]), self.item_embeddings(), self.item_bias, labels[where] - 1)
+        total = loss(self.head(hidden[where]), self.item_embeddings(), self.item_bias, labels[where] - 1, exclude)
         return total if reduction == "sum" else total / max(1, int(where.sum()))
 
     def score_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

@@ -65,6 +65,7 @@ class TrainConfig:
     bucketing: bool = True  # batch sequences of similar length together and pad each batch to its longest
     loss: str = "full"  # full: exact softmax over all items (chunked when large); sampled: K popularity negatives
     negatives: int = 1024  # K for the sampled softmax
+    exclude_seen: bool = False  # leave each target's window-mates out of its softmax, as evaluation does the history
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
@@ -234,7 +235,8 @@ def _epoch(model, windows, type_windows, config: TrainConfig, optimizer, schedul
         labels = torch.from_numpy(crop(samples.labels[rows], lengths)).to(device, non_blocking=True)
         token_types = None if types is None else torch.from_numpy(crop(types[rows], lengths)).to(device)
         with autocast:
-            loss = model(inputs, labels, token_types, reduction="sum", loss=loss_fn) * (dist.world / masked)
+            loss = model(inputs, labels, token_types, reduction="sum", loss=loss_fn,
+                         exclude_seen=config.exclude_seen) * (dist.world / masked)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
