@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/quality.py [--data ../shared/data/ml-1m] [--minutes 60] [--epochs 300]
         [--hidden 64] [--layers 2] [--heads 2] [--dropout 0.2] [--attention-dropout 0.0] [--mask-prob 0.2]
         [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware] [--time-aware]
-        [--loss full|sampled] [--negatives 1024] [--exclude-seen] [--seed 0] [--name NAME]
+        [--loss full|sampled] [--negatives 1024] [--exclude-seen] [--ema-decay 0] [--seed 0] [--name NAME]
         [--out runs/quality-DATA-NAME]
 
 The BERT4Rec split of --data (for ML-1M: 6,040 users, 3,416 items, 999,611 interactions), full ranking with the
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--loss", choices=["full", "sampled"], default="full")
     parser.add_argument("--negatives", type=int, default=1024)
     parser.add_argument("--exclude-seen", action="store_true")
+    parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no weight averaging")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", type=Path, default=None, help="model folder (default runs/quality-DATA-NAME)")
@@ -71,7 +72,7 @@ def main() -> None:
                                last_item_fraction=args.last_item_fraction, valid_every=args.valid_every,
                                patience=args.patience or None, max_minutes=args.minutes, seed=args.seed,
                                device="cpu", loss=args.loss, negatives=args.negatives,
-                               exclude_seen=args.exclude_seen)
+                               exclude_seen=args.exclude_seen, ema_decay=args.ema_decay)
     result = train.fit(dataset, out, model_config, config, progress=False)
     best = Bert4Rec.load(out)
     test = evaluate.evaluate_model(best, dataset, "test", progress=False)
@@ -86,6 +87,9 @@ def main() -> None:
         # The median resists other jobs slowing a few epochs; the curve shows whether a run was still improving.
         "median_seconds_per_epoch": statistics.median(h["train_seconds"] for h in result["history"]),
         "valid_curve": [[h["epoch"], h["valid_NDCG@10"]] for h in result["history"] if "valid_NDCG@10" in h],
+        # With --ema-decay the curve above is the averaged weights'; this one the raw weights' beside them.
+        "valid_raw_curve": [[h["epoch"], h["valid_raw_NDCG@10"]] for h in result["history"]
+                            if "valid_raw_NDCG@10" in h],
         "valid": {k.removeprefix("valid_"): v for k, v in validation.items() if k.startswith("valid_")},
         "test": test,
     }

@@ -1,4 +1,5 @@
-"""Catalogue losses: the chunked exact softmax equals the plain one; the sampled softmax's corrections."""
+"""Catalogue losses: the chunked exact softmax equals the plain one; the sampled softmax's corrections; items left
+out of a softmax."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from bert4rec.losses import SampledSoftmax, full_softmax
+from bert4rec.losses import SampledSoftmax, full_softmax, other_window_items
 
 
 def problem(positions: int = 37, items: int = 50, hidden: int = 8, seed: int = 0):
@@ -51,3 +52,35 @@ def test_sampled_softmax_applies_the_log_q_correction():
     expected = -logits[t[0]] + torch.logsumexp(torch.cat([logits[t[0]][None], logits[kept]]), 0)
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(sampler.probs, torch.tensor([1.0, 2.0, 9.0]) / 12)
+
+
+def test_other_window_items_are_the_windows_items_but_the_target():
+    window = torch.tensor([[0, 3, 1, 2], [4, 1, 2, 5]])  # item tokens 1..6, PAD 0; masked slots hold their item
+    masked = torch.tensor([[False, True, False, True], [True, False, False, False]])
+    exclude = other_window_items(window, masked, num_items=6)
+    columns = [sorted((torch.nonzero(row)[:, 0] + 1).tolist()) for row in exclude]  # back to item tokens
+    assert columns == [[1, 2], [1, 3], [1, 2, 5]]  # targets 3, 2 (row 0) and 4 (row 1) stay in
+
+
+@pytest.mark.parametrize("budget", [50 * 4, 10**9])  # chunked and not
+def test_excluded_items_leave_the_softmax_and_get_no_gradient(budget):
+    h, w, b, t = problem()
+    gen = torch.Generator().manual_seed(1)
+    exclude = torch.rand(len(t), 50, generator=gen) < 0.3
+    exclude[torch.arange(len(t)), t] = False
+    exclude[:, 49] = True  # item 49 is left out everywhere
+    reference = F.cross_entropy((h @ w.T + b).masked_fill(exclude, float("-inf")), t, reduction="sum")
+    loss = full_softmax(h, w, b, t, exclude, budget=budget)
+    torch.testing.assert_close(loss, reference)
+    grad_w, grad_b = torch.autograd.grad(loss, (w, b))
+    assert grad_b[49] == 0 and torch.all(grad_w[49] == 0)
+    assert loss < full_softmax(h, w, b, t)  # a smaller normaliser
+
+
+def test_sampled_softmax_drops_excluded_negatives():
+    h, w, b, t = problem(items=5)
+    t = torch.zeros_like(t)
+    exclude = torch.ones(len(t), 5, dtype=torch.bool)
+    exclude[:, 0] = False  # everything but the target is left out
+    loss = SampledSoftmax(np.ones(5), num_negatives=16)(h, w, b, t, exclude)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)

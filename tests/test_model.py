@@ -44,6 +44,19 @@ def test_loss_only_at_masked_positions_equals_full_cross_entropy():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_exclude_seen_leaves_each_targets_window_mates_out_of_its_softmax():
+    model = tiny_model()
+    inputs = torch.tensor([[0, 5, 31, 7], [2, 31, 31, 9]])
+    labels = torch.tensor([[IGNORE, IGNORE, 6, IGNORE], [IGNORE, 3, 4, IGNORE]])
+    scores = model.item_scores(model.encode(inputs)[labels != IGNORE])  # (3, N) for targets 6, 3, 4
+    left_out = [[5, 7], [2, 9, 4], [2, 9, 3]]  # item tokens; column = token - 1
+    for row, items in enumerate(left_out):
+        scores[row, [i - 1 for i in items]] = float("-inf")
+    expected = F.cross_entropy(scores, torch.tensor([6, 3, 4]) - 1)
+    assert model(inputs, labels, exclude_seen=True).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert model(inputs, labels, exclude_seen=True) < model(inputs, labels)
+
+
 def test_padding_width_does_not_change_scores():
     """Position ids count from the end, so a batch padded to max_len and a cropped one agree."""
     model = tiny_model()

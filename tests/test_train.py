@@ -39,11 +39,11 @@ def memorization_dataset(users: int = 40, length: int = 14, items: int = 20) -> 
     return preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
 
 
-@pytest.mark.parametrize("loss", ["full", "sampled"])
-def test_overfits_a_tiny_dataset(tmp_path, loss):
+@pytest.mark.parametrize(("loss", "exclude_seen"), [("full", False), ("sampled", False), ("full", True)])
+def test_overfits_a_tiny_dataset(tmp_path, loss, exclude_seen):
     dataset = memorization_dataset()
     config = train.TrainConfig(epochs=100, batch_size=8, lr=5e-3, mask_prob=0.3, valid_every=50, patience=None,
-                               loss=loss, negatives=5)  # 5 negatives among 20 items
+                               loss=loss, negatives=5, exclude_seen=exclude_seen)  # 5 negatives among 20 items
     result = train.fit(dataset, tmp_path / "model", tiny_config(dataset), config, progress=False)
     losses = [h["loss"] for h in result["history"]]
     assert losses[-1] < 0.1 * losses[0]
@@ -77,9 +77,10 @@ class Interrupted(Exception):
     pass
 
 
-def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, ema_decay):
     dataset = pattern_dataset()
-    config = train.TrainConfig(epochs=4, batch_size=8, seed=7, patience=None)
+    config = train.TrainConfig(epochs=4, batch_size=8, seed=7, patience=None, ema_decay=ema_decay)
     model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **(TINY | {"dropout": 0.2}))
     train.fit(dataset, tmp_path / "straight", model_config, config, progress=False)
 
@@ -91,13 +92,31 @@ def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
         train.fit(dataset, tmp_path / "resumed", model_config, config, progress=False, on_epoch_end=crash_after_two)
     result = train.fit(None, tmp_path / "resumed", resume=True, progress=False)
     assert result["epochs"] == 4
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
-    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
-    for name, tensor in straight.items():
-        assert torch.equal(tensor, resumed[name]), name
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert ("averaged" in straight) == (ema_decay > 0)
+    for part in ("model", "averaged") if ema_decay else ("model",):
+        for name, tensor in straight[part].items():
+            assert torch.equal(tensor, resumed[part][name]), (part, name)
     best_a = load_file(tmp_path / "straight" / "model.safetensors")
     best_b = load_file(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+
+
+def test_moving_average_is_validated_and_kept(tmp_path):
+    dataset = pattern_dataset()
+    out = tmp_path / "m"
+    config = train.TrainConfig(epochs=1, batch_size=8, lr=1e-2, ema_decay=0.99)
+    train.fit(dataset, out, tiny_config(dataset), config, progress=False)
+    record = json.loads((out / "history.jsonl").read_text())
+    assert record["valid_NDCG@10"] != record["valid_raw_NDCG@10"]
+    kept = load_file(out / "model.safetensors")
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    name = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(kept[name], checkpoint["averaged"][f"module.{name}"])  # the average is what is kept
+    assert not torch.equal(kept[name], checkpoint["model"][name])
+    with pytest.raises(Bert4RecError, match="decay"):
+        train.TrainConfig(ema_decay=1.0).validate()
 
 
 def test_early_stopping_and_budget(tmp_path):

@@ -247,6 +247,12 @@ def train_command(
              "target against --negatives items drawn by popularity, log-Q corrected (faster on huge catalogues).")]
     = "full",
     negatives: Annotated[int, typer.Option(help="Negatives per batch for --loss sampled.")] = 1024,
+    exclude_seen: Annotated[bool, typer.Option(
+        help="Leave the other movies of a sample's window out of each masked slot's softmax, as recommending "
+             "leaves out what the user has seen (right for data where nobody rates a movie twice).")] = False,
+    ema_decay: Annotated[float, typer.Option(
+        help="Validate and keep an exponential moving average of the weights with this decay per step (e.g. "
+             "0.999); 0: the raw weights.")] = 0.0,
     seed: SeedOption = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint; with --data, start it if it never began.")] = False,
@@ -261,7 +267,8 @@ def train_command(
     config = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, mask_prob=mask_prob,
                                last_item_fraction=last_item_fraction, valid_every=valid_every,
                                patience=patience or None, max_minutes=max_minutes, seed=seed, device=device,
-                               precision=precision, loss=loss, negatives=negatives)
+                               precision=precision, loss=loss, negatives=negatives,
+                               exclude_seen=exclude_seen, ema_decay=ema_decay)
     if resume and train.has_run(out):
         result = train.fit(None, out, resume=True, progress=not quiet)
     else:

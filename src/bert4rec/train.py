@@ -1,5 +1,6 @@
 """Training: one loop, top to bottom — cloze samples per epoch, AdamW, warm-up + linear decay, validation with
 full-ranking NDCG@10, early stopping, the best model kept, an atomic checkpoint every epoch and exact resume.
+Optionally an exponential moving average of the weights is validated and kept instead of the raw weights.
 
 A model folder holds:
     config.json, model.safetensors   the best model so far (by validation NDCG@10)
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -66,6 +68,7 @@ class TrainConfig:
     loss: str = "full"  # full: exact softmax over all items (chunked when large); sampled: K popularity negatives
     negatives: int = 1024  # K for the sampled softmax
     exclude_seen: bool = False  # leave each target's window-mates out of its softmax, as evaluation does the history
+    ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights, updated every step
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
@@ -78,6 +81,8 @@ class TrainConfig:
             raise Bert4RecError(f"loss must be one of {', '.join(LOSSES)}, not '{self.loss}'")
         if self.negatives < 1:
             raise Bert4RecError("the number of sampled negatives must be positive")
+        if not 0 <= self.ema_decay < 1:
+            raise Bert4RecError("the weight-averaging decay must be in [0, 1) (0: off)")
         if self.precision not in PRECISIONS:
             raise Bert4RecError(f"precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
 
@@ -138,19 +143,24 @@ class TrainState:
     train_seconds: float = 0.0
 
 
-def _save_checkpoint(out: Path, model, optimizer, scheduler, state: TrainState, history: list[dict]) -> None:
-    """Model, optimizer, scheduler and progress. RNG states need no saving: each epoch's generators are derived
-    from (seed, epoch, rank) by ``epoch_seeds``."""
+def _save_checkpoint(out: Path, model, averaged, optimizer, scheduler, state: TrainState,
+                     history: list[dict]) -> None:
+    """Model (and its moving average), optimizer, scheduler and progress. RNG states need no saving: each epoch's
+    generators are derived from (seed, epoch, rank) by ``epoch_seeds``."""
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                "state": asdict(state), "history": json.dumps(history)}
+    if averaged is not None:
+        payload["averaged"] = averaged.state_dict()
     atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(payload, p))
 
 
-def _load_checkpoint(out: Path, model, optimizer, scheduler) -> tuple[TrainState, list]:
+def _load_checkpoint(out: Path, model, averaged, optimizer, scheduler) -> tuple[TrainState, list]:
     path = out / CHECKPOINT_FILE
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["model"])
+        if averaged is not None:
+            averaged.load_state_dict(payload["averaged"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         return TrainState(**payload["state"]), json.loads(payload["history"])
@@ -206,7 +216,7 @@ def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[np.random.Generator, 
     return np.random.default_rng([seed, epoch]), torch_seed
 
 
-def _epoch(model, windows, type_windows, config: TrainConfig, optimizer, scheduler, device, epoch: int,
+def _epoch(model, averaged, windows, type_windows, config: TrainConfig, optimizer, scheduler, device, epoch: int,
            progress: bool, dist: Dist, loss_fn: ItemLoss) -> tuple[float, float]:
     """One pass over fresh cloze samples; returns (mean loss, sequences per second on this rank)."""
     model.train()
@@ -242,6 +252,8 @@ def _epoch(model, windows, type_windows, config: TrainConfig, optimizer, schedul
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(getattr(model, "module", model))
         mean_loss = loss.item() * masked / max(1, int((labels != IGNORE).sum())) / dist.world
         total_loss += mean_loss * len(rows)
         seen += len(rows)
@@ -283,6 +295,9 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
                else full_softmax)
     steps_per_epoch = math.ceil(len(windows) / (config.batch_size * dist.world))
     optimizer = _optimizer(model, config)
+    # A deep copy, so every rank keeps the same average of the same (all-reduced) weights.
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)) if config.ema_decay
+                else None)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, max(1, int(config.warmup_fraction * total_steps)),
                                                 total_steps)
@@ -291,7 +306,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
             for stale in out.glob(".*.tmp"):  # a write that a crash interrupted; never read, so just remove it
                 stale.unlink(missing_ok=True)
         if (out / CHECKPOINT_FILE).exists():
-            state, history = _load_checkpoint(out, model, optimizer, scheduler)
+            state, history = _load_checkpoint(out, model, averaged, optimizer, scheduler)
         else:  # stopped before the first epoch finished: start over with the saved settings
             state, history = TrainState(), []
     else:
@@ -306,7 +321,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         if distributed.agree(_should_stop(state, config), dist):
             break
         started = time.perf_counter()
-        loss, seq_per_s = _epoch(trained, windows, type_windows, config, optimizer, scheduler, device, epoch,
+        loss, seq_per_s = _epoch(trained, averaged, windows, type_windows, config, optimizer, scheduler, device, epoch,
                                  progress, dist, loss_fn)
         record = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
                   "seq_per_s": seq_per_s * dist.world, "train_seconds": time.perf_counter() - started}
@@ -314,17 +329,17 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         state.epoch = epoch
         if dist.main:
             if epoch % config.valid_every == 0 or epoch == config.epochs:
-                _validate(model, dataset, device, state, record, out)
+                _validate(model, averaged, dataset, device, state, record, out)
             record["seconds"] = time.perf_counter() - started
             history.append(record)
-            _save_checkpoint(out, model, optimizer, scheduler, state, history)
+            _save_checkpoint(out, model, averaged, optimizer, scheduler, state, history)
             _write_history(out, history)
             epochs.set_postfix(loss=f"{loss:.3f}", ndcg10=f"{state.best_ndcg:.4f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     if dist.main:
         if state.best_epoch == 0:  # no validation ran (e.g. resumed a finished run): keep the last weights
-            model.save(out)
+            _kept(model, averaged).save(out)
         plot_curves(history, out / "curves.png")
     distributed.stop(dist)
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_ndcg,
@@ -356,13 +371,27 @@ def _should_stop(state: TrainState, config: TrainConfig) -> bool:
     return config.max_minutes is not None and state.train_seconds >= 60 * config.max_minutes
 
 
-def _validate(model, dataset, device, state: TrainState, record: dict, out: Path) -> None:
+def _kept(model: Bert4Rec, averaged: AveragedModel | None) -> Bert4Rec:
+    """The weights that training validates and keeps: their moving average when there is one."""
+    return model if averaged is None else averaged.module
+
+
+def _validation_metrics(model: Bert4Rec, dataset, device) -> dict:
     model.eval()
     result = evaluate.evaluate_scorer(evaluate.model_scorer(model, device), dataset, "valid",
                                       model.config.max_len, sampled=False)
-    record |= {f"valid_{k}": v for k, v in result["full"].items()}
+    return result["full"]
+
+
+def _validate(model, averaged, dataset, device, state: TrainState, record: dict, out: Path) -> None:
+    """Validate the kept weights and save them if they are the best so far; with a moving average, the raw
+    weights' NDCG@10 is recorded beside it (``valid_raw_NDCG@10``) to show what averaging adds."""
+    kept = _kept(model, averaged)
+    record |= {f"valid_{k}": v for k, v in _validation_metrics(kept, dataset, device).items()}
+    if averaged is not None:
+        record["valid_raw_NDCG@10"] = _validation_metrics(model, dataset, device)["NDCG@10"]
     if record["valid_NDCG@10"] > state.best_ndcg:
         state.best_ndcg, state.best_epoch, state.bad_rounds = record["valid_NDCG@10"], record["epoch"], 0
-        model.save(out)
+        kept.save(out)
     else:
         state.bad_rounds += 1
