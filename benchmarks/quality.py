@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/quality.py [--data ../shared/data/ml-1m] [--minutes 60] [--epochs 300]
         [--hidden 64] [--layers 2] [--heads 2] [--dropout 0.2] [--attention-dropout 0.0] [--mask-prob 0.2]
         [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware] [--time-aware]
-        [--loss full|sampled] [--negatives 1024] [--exclude-seen] [--ema-decay 0] [--seed 0] [--name NAME]
+        [--loss full|sampled] [--negatives 1024] [--exclude-seen] [--ema-decay 0|auto|D] [--seed 0] [--name NAME]
         [--out runs/quality-DATA-NAME]
 
 The BERT4Rec split of --data (for ML-1M: 6,040 users, 3,416 items, 999,611 interactions), full ranking with the
@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--loss", choices=["full", "sampled"], default="full")
     parser.add_argument("--negatives", type=int, default=1024)
     parser.add_argument("--exclude-seen", action="store_true")
-    parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no weight averaging")
+    parser.add_argument("--ema-decay", type=lambda v: None if v == "auto" else float(v), default=0.0,
+                        help="0: no weight averaging; auto: the training default (horizon 5%% of all steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", type=Path, default=None, help="model folder (default runs/quality-DATA-NAME)")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -119,11 +120,33 @@ def test_moving_average_is_validated_and_kept(tmp_path):
         train.TrainConfig(ema_decay=1.0).validate()
 
 
+def test_default_average_spans_a_twentieth_of_the_schedule():
+    config = train.TrainConfig()
+    assert 1 / (1 - train.ema_decay(config, 108_600)) == pytest.approx(5_430)  # ML-1M, batch 16, 200 epochs
+    assert train.ema_decay(config, 10) == 0  # too short to average: off
+    assert train.ema_decay(train.TrainConfig(ema_decay=0.9), 108_600) == 0.9
+
+
+def test_runs_set_up_before_the_new_options_resume_without_them(tmp_path):
+    path = tmp_path / "train_config.json"
+    path.write_text(json.dumps({"epochs": 3, "batch_size": 8}))
+    old = train.TrainConfig.load(path)
+    assert (old.epochs, old.exclude_seen, old.ema_decay) == (3, False, 0.0)
+    path.write_text(json.dumps(asdict(train.TrainConfig())))
+    new = train.TrainConfig.load(path)
+    assert (new.exclude_seen, new.ema_decay) == (True, None)
+
+
 def test_early_stopping_and_budget(tmp_path):
     dataset = pattern_dataset()
     result = train.fit(dataset, tmp_path / "m", tiny_config(dataset),
                        train.TrainConfig(epochs=50, batch_size=8, lr=1e-9, patience=2), progress=False)
     assert result["epochs"] < 50  # a frozen model stops improving at once
+    out = tmp_path / "budget"
+    result = train.fit(dataset, out, tiny_config(dataset), train.TrainConfig(epochs=10, batch_size=8, valid_every=5,
+                       max_minutes=1e-9), progress=False)
+    assert result["epochs"] == 1 and result["best_epoch"] == 1  # the epoch that spent the budget was validated
+    assert (out / "model.safetensors").is_file()
 
 
 def test_resume_errors(tmp_path):
