@@ -91,7 +91,8 @@ def main() -> None:
         # With --ema-decay the curve above is the averaged weights'; this one the raw weights' beside them.
         "valid_raw_curve": [[h["epoch"], h["valid_raw_NDCG@10"]] for h in result["history"]
                             if "valid_raw_NDCG@10" in h],
-        "valid": {k.removeprefix("valid_"): v for k, v in validation.items() if k.startswith("valid_")},
+        "valid": {k.removeprefix("valid_"): v for k, v in validation.items()
+                  if k.startswith("valid_") and not k.startswith("valid_raw_")},  # the raw figure is in its curve
         "test": test,
     }
     if best.config.rating_aware:
