@@ -1,9 +1,11 @@
 """Training: one loop, top to bottom — cloze samples per epoch, AdamW, warm-up + linear decay, validation with
 full-ranking NDCG@10, early stopping, the best model kept, an atomic checkpoint every epoch and exact resume.
 Optionally an exponential moving average of the weights is validated and kept instead of the raw weights.
+With a smaller holdout (``TrainConfig.holdout``) training also learns from the validation items, or from every
+item; there is then nothing to validate on, so the schedule runs to its end and its last weights are kept.
 
 A model folder holds:
-    config.json, model.safetensors   the best model so far (by validation NDCG@10)
+    config.json, model.safetensors   the best model so far (by validation NDCG@10), or the last (no validation)
     dataset/                          the prepared dataset it was trained on (histories, vocabulary, movies)
     train_config.json                 the training settings
     checkpoint.pt                     the last finished epoch, for --resume (tensors and plain values only)
@@ -46,6 +48,10 @@ PRECISIONS = ("auto", "bf16", "fp32")
 CHECKPOINT_FILE = "checkpoint.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
 HISTORY_FILE = "history.jsonl"
+# What training leaves out of each user's sequence (users with fewer than MIN_EVAL_LENGTH items are never held out):
+# valid: the validation and test items, so validation picks the kept epoch; test: only the test item, for a final
+# fit whose settings earlier validated runs chose; none: nothing, a model to serve rather than to evaluate.
+HOLDOUT_ITEMS = {"valid": 2, "test": 1, "none": 0}
 EMA_HORIZON = 0.05  # by default the moving average of the weights spans about this share of all training steps
 
 
@@ -72,6 +78,11 @@ class TrainConfig:
     # Validate and keep a moving average of the weights, updated every step, with this decay. None: the decay whose
     # horizon is EMA_HORIZON of the schedule (ML-1M, 200 epochs at batch 16: 0.99982); 0: the raw weights.
     ema_decay: float | None = None
+    holdout: str = "valid"  # see HOLDOUT_ITEMS
+
+    @property
+    def validates(self) -> bool:
+        return self.holdout == "valid"
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
@@ -86,6 +97,8 @@ class TrainConfig:
             raise Bert4RecError("the number of sampled negatives must be positive")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise Bert4RecError("the weight-averaging decay must be in [0, 1) (0: off)")
+        if self.holdout not in HOLDOUT_ITEMS:
+            raise Bert4RecError(f"holdout must be one of {', '.join(HOLDOUT_ITEMS)}, not '{self.holdout}'")
         if self.precision not in PRECISIONS:
             raise Bert4RecError(f"precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
 
@@ -206,13 +219,13 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def training_samples(dataset: PreparedDataset, max_len: int,
-                     with_types: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(S, max_len) right-aligned windows over the training items (validation and test targets held out), and
-    for a rating- or time-aware model the matching packed token types."""
+def training_samples(dataset: PreparedDataset, max_len: int, with_types: bool = False,
+                     holdout: str = "valid") -> tuple[np.ndarray, np.ndarray | None]:
+    """(S, max_len) right-aligned windows over the items that ``holdout`` leaves to training, and for a rating- or
+    time-aware model the matching packed token types."""
     seqs = dataset.sequences()
     lengths = seqs.lengths
-    train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - 2, lengths)
+    train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - HOLDOUT_ITEMS[holdout], lengths)
     starts, ends = training_windows(seqs.offsets, train_lengths, max_len)
     if len(starts) == 0:
         raise Bert4RecError("no training sequences with at least two items")
@@ -303,7 +316,8 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     torch.manual_seed(config.seed)  # the initial weights, identical on every rank
     model = Bert4Rec(model_config).to(device)
     trained = DistributedDataParallel(model) if dist.enabled else model
-    windows, type_windows = training_samples(dataset, model_config.max_len, model_config.reads_types)
+    windows, type_windows = training_samples(dataset, model_config.max_len, model_config.reads_types,
+                                             config.holdout)
     loss_fn = (SampledSoftmax(evaluate.training_popularity(dataset), config.negatives) if config.loss == "sampled"
                else full_softmax)
     steps_per_epoch = math.ceil(len(windows) / (config.batch_size * dist.world))
@@ -341,8 +355,10 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         state.train_seconds += record["train_seconds"]
         state.epoch = epoch
         if dist.main:
+            if not config.validates:
+                _kept(model, averaged).save(out)  # the folder always holds the latest model
             # The last epoch is validated, also when the time budget ends the run before the schedule does.
-            if epoch % config.valid_every == 0 or epoch == config.epochs or _out_of_time(state, config):
+            elif epoch % config.valid_every == 0 or epoch == config.epochs or _out_of_time(state, config):
                 _validate(model, averaged, dataset, device, state, record, out)
             record["seconds"] = time.perf_counter() - started
             history.append(record)
