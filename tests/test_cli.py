@@ -98,6 +98,22 @@ def test_train_from_prepared_folder_and_resume(tmp_path):
     assert (out / "history.jsonl").read_text().splitlines() == history
 
 
+def test_a_final_fit_is_kept_whole_and_never_validated(tmp_path):
+    prepared = tmp_path / "prepared"
+    result = run("prepare", "--data", shared("ml-latest-small"), "--out", prepared, "--sample-users", "0.1")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "final"
+    result = run("train", "--data", prepared, "--out", out, *TINY_TRAIN_ARGS, "--holdout", "test")
+    assert result.exit_code == 0, result.output
+    assert "last epoch (holdout test: no validation)" in result.output and "best validation" not in result.output
+    assert json.loads((out / "train_config.json").read_text())["holdout"] == "test"
+    assert_clean_error(run("evaluate", out, "--split", "valid"), "trained on the valid targets")
+    result = run("evaluate", out, "--split", "test", "--json", "--no-sampled")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["test"]["model"]["users"] > 0
+    assert_clean_error(run("train", "--data", prepared, "--out", tmp_path / "x", "--holdout", "all"), "holdout")
+
+
 def test_evaluate_writes_metrics(tiny_model_dir):
     result = run("evaluate", tiny_model_dir, "--split", "valid", "--json")
     assert result.exit_code == 0, result.output

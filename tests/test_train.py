@@ -149,6 +149,60 @@ def test_early_stopping_and_budget(tmp_path):
     assert (out / "model.safetensors").is_file()
 
 
+def test_holdout_decides_which_items_train():
+    dataset = pattern_dataset(users=3, length=14)
+    seqs = dataset.sequences()
+    for holdout, held in (("valid", 2), ("test", 1), ("none", 0)):
+        windows, _ = train.training_samples(dataset, 16, holdout=holdout)
+        ends = seqs.offsets[1:] - held
+        assert windows[:, -1].tolist() == seqs.tokens[ends - 1].tolist(), holdout
+        assert (windows != 0).sum() == 3 * (14 - held)
+    with pytest.raises(Bert4RecError, match="holdout"):
+        train.TrainConfig(holdout="all").validate()
+
+
+def late_item_dataset(users: int = 40, length: int = 14, items: int = 20) -> preprocess.PreparedDataset:
+    """The pattern walk, except that every user's validation item is one movie that comes nowhere else."""
+    late = items + 1
+    rows = [(u, late if k == length - 2 else (u + k) % items + 1, 4.0, k) for u in range(users) for k in range(length)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "late")
+    return preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
+
+
+def test_a_final_fit_learns_the_validation_items_and_keeps_its_last_epoch(tmp_path):
+    dataset = late_item_dataset()
+    seqs = dataset.sequences()
+    valid = EvalSet.for_split(seqs, dataset.eval_users(), "valid")
+    late = dataset.vocab.encode([21])[0]
+    assert set((valid.targets + 1).tolist()) == {late}
+    ranks = {}
+    for holdout in ("valid", "test"):
+        out = tmp_path / holdout
+        config = train.TrainConfig(epochs=30, batch_size=8, lr=5e-3, valid_every=10, holdout=holdout, ema_decay=0)
+        result = train.fit(dataset, out, tiny_config(dataset), config, progress=False)
+        ranks[holdout] = full_ranking_ranks(model_scorer(Bert4Rec.load(out)), valid, 16, dataset.vocab.mask)
+        assert result["holdout"] == holdout
+    assert np.mean(ranks["test"] == 0) > 0.9  # trained on the validation items: it has learnt the late movie
+    assert np.mean(ranks["valid"] < 5) < 0.1  # held out, the movie was never a training target
+    history = [json.loads(line) for line in (tmp_path / "test" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 30 and not any(k.startswith("valid_") for h in history for k in h)
+    kept = load_file(tmp_path / "test" / "model.safetensors")  # the last epoch's weights, nothing chosen
+    last = torch.load(tmp_path / "test" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(kept[k], last[k]) for k in kept)
+
+
+@pytest.mark.parametrize(("holdout", "refused"), [("valid", []), ("test", ["valid"]), ("none", ["valid", "test"])])
+def test_splits_a_model_trained_on_are_refused(tmp_path, holdout, refused):
+    (tmp_path / train.TRAIN_CONFIG_FILE).write_text(json.dumps(asdict(train.TrainConfig(holdout=holdout))))
+    for split in ("valid", "test"):
+        if split in refused:
+            with pytest.raises(Bert4RecError, match=f"trained on the {split} targets"):
+                train.check_evaluable(tmp_path, split)
+        else:
+            train.check_evaluable(tmp_path, split)
+
+
 def test_resume_errors(tmp_path):
     with pytest.raises(Bert4RecError, match="nothing to resume"):
         train.fit(None, tmp_path / "nothing", resume=True, progress=False)

@@ -189,11 +189,14 @@ def _train_table(result: dict, out: Path) -> Table:
     table = Table(title="training summary", show_header=False)
     history = result["history"]
     best = next((h for h in history if h["epoch"] == result["best_epoch"]), {})
-    rows = [
-        ("epochs run", str(result["epochs"])),
-        ("best epoch", str(result["best_epoch"])),
-        ("best validation NDCG@10", f"{best.get('valid_NDCG@10', float('nan')):.4f}"),
-        ("best validation HR@10", f"{best.get('valid_HR@10', float('nan')):.4f}"),
+    rows = [("epochs run", str(result["epochs"]))]
+    if result["holdout"] == "valid":
+        rows += [("best epoch", str(result["best_epoch"])),
+                 ("best validation NDCG@10", f"{best.get('valid_NDCG@10', float('nan')):.4f}"),
+                 ("best validation HR@10", f"{best.get('valid_HR@10', float('nan')):.4f}")]
+    else:
+        rows.append(("kept weights", f"last epoch (holdout {result['holdout']}: no validation)"))
+    rows += [
         ("seconds per epoch (training)", f"{result['seconds_per_epoch']:.1f}"),
         ("training minutes", f"{result['train_seconds'] / 60:.1f}"),
         ("device", result["device"]),
@@ -254,13 +257,19 @@ def train_command(
         help="Validate and keep an exponential moving average of the weights with this decay per step; default: "
              "the decay whose horizon is 5% of all training steps (0.99982 on ML-1M, 200 epochs); 0: the raw "
              "weights.", show_default=False)] = None,
+    holdout: Annotated[str, typer.Option(
+        help="What training leaves out of each user's history. valid: the validation and test items (validation "
+             "picks the kept epoch); test: only the test item, a final fit with settings validated runs chose "
+             "(no validation, the last epoch kept; `evaluate --split test` still fair); none: nothing, a model "
+             "to serve (not to evaluate).")] = "valid",
     seed: SeedOption = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint; with --data, start it if it never began.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing --out folder first.")] = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Train BERT4Rec; keeps the best model by validation NDCG@10 and a checkpoint every epoch."""
+    """Train BERT4Rec; keeps the best model by validation NDCG@10 (with --holdout test or none, the last) and a
+    checkpoint every epoch."""
     from bert4rec import distributed, train
     from bert4rec.model import Bert4RecConfig
 
@@ -269,7 +278,7 @@ def train_command(
                                last_item_fraction=last_item_fraction, valid_every=valid_every,
                                patience=patience or None, max_minutes=max_minutes, seed=seed, device=device,
                                precision=precision, loss=loss, negatives=negatives,
-                               exclude_seen=exclude_seen, ema_decay=ema_decay)
+                               exclude_seen=exclude_seen, ema_decay=ema_decay, holdout=holdout)
     if resume and train.has_run(out):
         result = train.fit(None, out, resume=True, progress=not quiet)
     else:
@@ -317,10 +326,11 @@ def evaluate_command(
     from bert4rec import evaluate, preprocess
     from bert4rec.model import Bert4Rec
     from bert4rec.preprocess import DATASET_DIR
-    from bert4rec.train import pick_device
+    from bert4rec.train import check_evaluable, pick_device
 
     if split not in evaluate.SPLITS:
         raise Bert4RecError(f"--split must be one of {', '.join(evaluate.SPLITS)}, not '{split}'")
+    check_evaluable(model_dir, split)
     chosen = pick_device(device)
     model = Bert4Rec.load(model_dir, chosen)
     dataset = preprocess.load_prepared(model_dir / DATASET_DIR)

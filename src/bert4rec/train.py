@@ -84,6 +84,10 @@ class TrainConfig:
     def validates(self) -> bool:
         return self.holdout == "valid"
 
+    def trained_on(self, split: str) -> bool:
+        """Whether training saw the targets of ``split`` ("valid" or "test"), which would make its figures void."""
+        return HOLDOUT_ITEMS[self.holdout] < (2 if split == "valid" else 1)
+
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
             raise Bert4RecError("epochs, batch size and validation interval must be positive")
@@ -373,8 +377,18 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         plot_curves(history, out / "curves.png")
     distributed.stop(dist)
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_ndcg,
+            "holdout": config.holdout,
             "train_seconds": state.train_seconds, "seconds_per_epoch": state.train_seconds / max(1, len(history)),
             "device": str(device), "processes": dist.world, "history": history}
+
+
+def check_evaluable(model_dir: Path, split: str) -> None:
+    """Refuse to evaluate a model on a split whose targets it trained on (see ``TrainConfig.holdout``)."""
+    path = Path(model_dir) / TRAIN_CONFIG_FILE
+    config = TrainConfig.load(path) if path.exists() else TrainConfig()  # an exported model: holdout unknown
+    if config.trained_on(split):
+        raise Bert4RecError(f"{model_dir}: trained on the {split} targets (--holdout {config.holdout}), so its "
+                            f"{split} figures would mean nothing")
 
 
 def has_run(out: Path) -> bool:
