@@ -24,7 +24,9 @@ from bert4rec.preprocess import TRAIN, PreparedDataset, Sequences
 from bert4rec.sequences import exclude_seen, inference_inputs
 from bert4rec.token_types import LIKED_LEVEL, MASK_ANY, MASK_LIKED, rating_types
 
-SPLITS = ("valid", "test")
+# Each split's target: the user's last item (test) or the one before it (valid), counted from the end.
+TARGET_FROM_END = {"valid": 2, "test": 1}
+SPLITS = tuple(TARGET_FROM_END)
 # (B, W) inputs ending in [MASK], (B, W) token types or None -> (B, N) item scores
 ScoreFn = Callable[[np.ndarray, np.ndarray | None], torch.Tensor]
 
@@ -44,8 +46,7 @@ class EvalSet:
     def for_split(cls, seqs: Sequences, users: np.ndarray, split: str) -> EvalSet:
         if split not in SPLITS:
             raise Bert4RecError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
-        held_out = 2 if split == "valid" else 1
-        ends = seqs.offsets[users + 1] - held_out
+        ends = seqs.offsets[users + 1] - TARGET_FROM_END[split]
         return cls(seqs.tokens, seqs.offsets[users], ends, seqs.tokens[ends] - 1, seqs.token_types())
 
     def inputs(self, rows: slice, max_len: int, mask_token: int) -> tuple[np.ndarray, np.ndarray | None]:

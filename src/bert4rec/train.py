@@ -51,7 +51,7 @@ HISTORY_FILE = "history.jsonl"
 # What training leaves out of each user's sequence (users with fewer than MIN_EVAL_LENGTH items are never held out):
 # valid: the validation and test items, so validation picks the kept epoch; test: only the test item, for a final
 # fit whose settings earlier validated runs chose; none: nothing, a model to serve rather than to evaluate.
-HOLDOUT_ITEMS = {"valid": 2, "test": 1, "none": 0}
+HOLDOUT_ITEMS = evaluate.TARGET_FROM_END | {"none": 0}  # a holdout keeps out its split's target and all after
 EMA_HORIZON = 0.05  # by default the moving average of the weights spans about this share of all training steps
 
 
@@ -86,7 +86,7 @@ class TrainConfig:
 
     def trained_on(self, split: str) -> bool:
         """Whether training saw the targets of ``split`` ("valid" or "test"), which would make its figures void."""
-        return HOLDOUT_ITEMS[self.holdout] < (2 if split == "valid" else 1)
+        return HOLDOUT_ITEMS[self.holdout] < evaluate.TARGET_FROM_END[split]
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_every < 1:
