@@ -4,7 +4,7 @@
         [--hidden 64] [--layers 2] [--heads 2] [--dropout 0.2] [--attention-dropout 0.0] [--mask-prob 0.2]
         [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware] [--time-aware]
         [--loss full|sampled] [--negatives 1024] [--exclude-seen] [--ema-decay 0|auto|D]
-        [--holdout valid|test] [--seed 0] [--name NAME] [--out runs/quality-DATA-NAME]
+        [--holdout valid|test] [--shift-windows] [--seed 0] [--name NAME] [--out runs/quality-DATA-NAME]
 
 The BERT4Rec split of --data (for ML-1M: 6,040 users, 3,416 items, 999,611 interactions), full ranking with the
 history excluded. The best epoch is chosen on validation NDCG@10; the test split is evaluated once, on that model.
@@ -59,6 +59,8 @@ def main() -> None:
                         help="0: no weight averaging; auto: the training default (horizon 5%% of all steps)")
     parser.add_argument("--holdout", choices=["valid", "test"], default="valid",
                         help="test: also train on the validation items; no validation, the last weights are tested")
+    parser.add_argument("--shift-windows", action="store_true",
+                        help="move all but each user's most recent window by a random amount each epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", type=Path, default=None, help="model folder (default runs/quality-DATA-NAME)")
@@ -78,7 +80,7 @@ def main() -> None:
                                patience=args.patience or None, max_minutes=args.minutes, seed=args.seed,
                                device="cpu", loss=args.loss, negatives=args.negatives,
                                exclude_seen=args.exclude_seen, ema_decay=args.ema_decay,
-                               holdout=args.holdout)
+                               holdout=args.holdout, shift_windows=args.shift_windows)
     result = train.fit(dataset, out, model_config, config, progress=False)
     best = Bert4Rec.load(out)
     test = evaluate.evaluate_model(best, dataset, "test", progress=False)

@@ -152,7 +152,7 @@ def main() -> None:
     peak = {"fp32_gflops": matmul_peak(torch.float32), "bf16_gflops": matmul_peak(torch.bfloat16)}
     print(f"matmul peak: fp32 {peak['fp32_gflops']:.0f} GFLOP/s, bf16 {peak['bf16_gflops']:.0f} GFLOP/s")
     dataset = preprocess.prepare(movielens.load(args.data))
-    windows, _ = train.training_samples(dataset, 200)
+    windows, _ = train.TrainingWindows(dataset, 200).draw(np.random.default_rng(0))
     flops = epoch_flops(windows, Bert4RecConfig(num_items=dataset.vocab.num_items), 0.2)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

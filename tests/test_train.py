@@ -78,10 +78,11 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, ema_decay):
-    dataset = pattern_dataset()
-    config = train.TrainConfig(epochs=4, batch_size=8, seed=7, patience=None, ema_decay=ema_decay)
+@pytest.mark.parametrize(("ema_decay", "shift_windows"), [(0.0, False), (0.9, False), (0.0, True)])
+def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, ema_decay, shift_windows):
+    dataset = pattern_dataset(length=40 if shift_windows else 14)  # 38 training items: three windows of 16
+    config = train.TrainConfig(epochs=4, batch_size=8, seed=7, patience=None, ema_decay=ema_decay,
+                               shift_windows=shift_windows)
     model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **(TINY | {"dropout": 0.2}))
     train.fit(dataset, tmp_path / "straight", model_config, config, progress=False)
 
@@ -153,12 +154,26 @@ def test_holdout_decides_which_items_train():
     dataset = pattern_dataset(users=3, length=14)
     seqs = dataset.sequences()
     for holdout, held in (("valid", 2), ("test", 1), ("none", 0)):
-        windows, _ = train.training_samples(dataset, 16, holdout=holdout)
+        windows, _ = train.TrainingWindows(dataset, 16, holdout=holdout).draw(np.random.default_rng(0))
         ends = seqs.offsets[1:] - held
         assert windows[:, -1].tolist() == seqs.tokens[ends - 1].tolist(), holdout
         assert (windows != 0).sum() == 3 * (14 - held)
     with pytest.raises(Bert4RecError, match="holdout"):
         train.TrainConfig(holdout="all").validate()
+
+
+def test_shifted_windows_are_redrawn_each_epoch_but_the_newest_stays():
+    dataset = pattern_dataset(users=5, length=40)  # 38 training items a user: windows [22, 38), [6, 22), [0, 6)
+    seqs = dataset.sequences()
+    newest = [tuple(seqs.tokens[o + 22 : o + 38]) for o in seqs.offsets[:-1]]
+    shifted = train.TrainingWindows(dataset, 16, shift=True)
+    assert shifted.count == 15  # the unshifted count, which sizes the schedule
+    draws = [shifted.draw(np.random.default_rng(epoch))[0] for epoch in range(2)]
+    assert not np.array_equal(*draws)
+    for windows in draws:
+        assert set(newest) <= {tuple(row) for row in windows.tolist()}
+    unshifted = train.TrainingWindows(dataset, 16)
+    assert np.array_equal(unshifted.draw(np.random.default_rng(0))[0], unshifted.draw(np.random.default_rng(1))[0])
 
 
 def late_item_dataset(users: int = 40, length: int = 14, items: int = 20) -> preprocess.PreparedDataset:

@@ -262,6 +262,10 @@ def train_command(
              "picks the kept epoch); test: only the test item, a final fit with settings validated runs chose "
              "(no validation, the last epoch kept; `evaluate --split test` still fair); none: nothing, a model "
              "to serve (not to evaluate).")] = "valid",
+    shift_windows: Annotated[bool, typer.Option(
+        help="Each epoch, move the windows that histories longer than --max-len are cut into (all but the most "
+             "recent) by a random amount, so older movies meet different neighbours each time (augmentation).")]
+    = False,
     seed: SeedOption = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint; with --data, start it if it never began.")] = False,
@@ -278,7 +282,8 @@ def train_command(
                                last_item_fraction=last_item_fraction, valid_every=valid_every,
                                patience=patience or None, max_minutes=max_minutes, seed=seed, device=device,
                                precision=precision, loss=loss, negatives=negatives,
-                               exclude_seen=exclude_seen, ema_decay=ema_decay, holdout=holdout)
+                               exclude_seen=exclude_seen, ema_decay=ema_decay, holdout=holdout,
+                               shift_windows=shift_windows)
     if resume and train.has_run(out):
         result = train.fit(None, out, resume=True, progress=not quiet)
     else:

@@ -34,12 +34,18 @@ def right_aligned(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, widt
     return np.where(valid, tokens[np.clip(index, 0, len(tokens) - 1)], PAD).astype(np.int64)
 
 
-def training_windows(offsets: np.ndarray, train_lengths: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(offsets: np.ndarray, train_lengths: np.ndarray, max_len: int,
+                     shifts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cover each user's training items with windows of at most ``max_len``.
 
     Windows are cut back from the most recent item: [end - max_len, end), [end - 2 max_len, end - max_len), ...
     so every training interaction is in at most one window. A window of one item (the oldest leftover) teaches
     nothing about order and is dropped. Returns (starts, ends) into the flat token array.
+
+    ``shifts`` (one per user, each in [0, max_len)) moves all of a user's windows but the most recent that far
+    towards the present, as augmentation: redrawn every epoch, an older item then sits at a different position
+    among different neighbours each time. The most recent window stays as recommending sees it; the one behind it
+    overlaps it by the shift, and the oldest ``shift`` items may drop out of that epoch.
     """
     begin = offsets[:-1]
     end = begin + train_lengths
@@ -47,6 +53,8 @@ def training_windows(offsets: np.ndarray, train_lengths: np.ndarray, max_len: in
     user = np.repeat(np.arange(len(begin)), counts)
     k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     ends = end[user] - k * max_len
+    if shifts is not None:
+        ends += np.where(k > 0, shifts[user], 0)
     starts = np.maximum(begin[user], ends - max_len)
     keep = ends - starts >= 2
     return starts[keep], ends[keep]

@@ -79,6 +79,7 @@ class TrainConfig:
     # horizon is EMA_HORIZON of the schedule (ML-1M, 200 epochs at batch 16: 0.99982); 0: the raw weights.
     ema_decay: float | None = None
     holdout: str = "valid"  # see HOLDOUT_ITEMS
+    shift_windows: bool = False  # move every window but each user's most recent by a random amount each epoch
 
     @property
     def validates(self) -> bool:
@@ -223,18 +224,28 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def training_samples(dataset: PreparedDataset, max_len: int, with_types: bool = False,
-                     holdout: str = "valid") -> tuple[np.ndarray, np.ndarray | None]:
-    """(S, max_len) right-aligned windows over the items that ``holdout`` leaves to training, and for a rating- or
-    time-aware model the matching packed token types."""
-    seqs = dataset.sequences()
-    lengths = seqs.lengths
-    train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - HOLDOUT_ITEMS[holdout], lengths)
-    starts, ends = training_windows(seqs.offsets, train_lengths, max_len)
-    if len(starts) == 0:
-        raise Bert4RecError("no training sequences with at least two items")
-    types = right_aligned(seqs.token_types(), starts, ends, max_len) if with_types else None
-    return right_aligned(seqs.tokens, starts, ends, max_len), types
+class TrainingWindows:
+    """Right-aligned (S, max_len) windows over the items that ``holdout`` leaves to training, and for a rating- or
+    time-aware model the matching packed token types; with ``shift``, drawn afresh every epoch (training_windows)."""
+
+    def __init__(self, dataset: PreparedDataset, max_len: int, with_types: bool = False, holdout: str = "valid",
+                 shift: bool = False):
+        seqs = dataset.sequences()
+        self.tokens, self.offsets, self.max_len, self.shift = seqs.tokens, seqs.offsets, max_len, shift
+        self.types = seqs.token_types() if with_types else None
+        lengths = seqs.lengths
+        self.train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - HOLDOUT_ITEMS[holdout], lengths)
+        # Unshifted; a shift changes the count by the odd window that falls under two items, so the schedule,
+        # sized from it, ends within a batch or two of the last step.
+        self.count = len(training_windows(self.offsets, self.train_lengths, max_len)[0])
+        if self.count == 0:
+            raise Bert4RecError("no training sequences with at least two items")
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        shifts = rng.integers(0, self.max_len, len(self.train_lengths)) if self.shift else None
+        starts, ends = training_windows(self.offsets, self.train_lengths, self.max_len, shifts)
+        types = None if self.types is None else right_aligned(self.types, starts, ends, self.max_len)
+        return right_aligned(self.tokens, starts, ends, self.max_len), types
 
 
 def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[np.random.Generator, int]:
@@ -246,13 +257,14 @@ def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[np.random.Generator, 
     return np.random.default_rng([seed, epoch]), torch_seed
 
 
-def _epoch(model, averaged, windows, type_windows, config: TrainConfig, optimizer, scheduler, device, epoch: int,
+def _epoch(model, averaged, data: TrainingWindows, config: TrainConfig, optimizer, scheduler, device, epoch: int,
            progress: bool, dist: Dist, loss_fn: ItemLoss) -> tuple[float, float]:
     """One pass over fresh cloze samples; returns (mean loss, sequences per second on this rank)."""
     model.train()
     rng, torch_seed = epoch_seeds(config.seed, epoch, dist.rank)
     torch.manual_seed(torch_seed)
     mask_token = _mask_token(model)
+    windows, type_windows = data.draw(rng)
     samples = cloze_samples(windows, mask_token, config.mask_prob, config.last_item_fraction, rng)
     types = None if type_windows is None else cloze_types(type_windows, samples.labels, rng)
     global_batch = config.batch_size * dist.world
@@ -320,11 +332,11 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     torch.manual_seed(config.seed)  # the initial weights, identical on every rank
     model = Bert4Rec(model_config).to(device)
     trained = DistributedDataParallel(model) if dist.enabled else model
-    windows, type_windows = training_samples(dataset, model_config.max_len, model_config.reads_types,
-                                             config.holdout)
+    data = TrainingWindows(dataset, model_config.max_len, model_config.reads_types, config.holdout,
+                           config.shift_windows)
     loss_fn = (SampledSoftmax(evaluate.training_popularity(dataset), config.negatives) if config.loss == "sampled"
                else full_softmax)
-    steps_per_epoch = math.ceil(len(windows) / (config.batch_size * dist.world))
+    steps_per_epoch = math.ceil(data.count / (config.batch_size * dist.world))
     optimizer = _optimizer(model, config)
     total_steps = steps_per_epoch * config.epochs
     decay = ema_decay(config, total_steps)
@@ -352,7 +364,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         if distributed.agree(_should_stop(state, config), dist):
             break
         started = time.perf_counter()
-        loss, seq_per_s = _epoch(trained, averaged, windows, type_windows, config, optimizer, scheduler, device, epoch,
+        loss, seq_per_s = _epoch(trained, averaged, data, config, optimizer, scheduler, device, epoch,
                                  progress, dist, loss_fn)
         record = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
                   "seq_per_s": seq_per_s * dist.world, "train_seconds": time.perf_counter() - started}
