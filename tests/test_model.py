@@ -4,10 +4,11 @@ import json
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from bert4rec.errors import Bert4RecError
-from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig
+from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig, BitsDropout
 from bert4rec.token_types import packed
 
 TINY = dict(num_items=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_len=8)
@@ -136,3 +137,29 @@ def test_configs_written_before_time_aware_models_still_load(tmp_path):
     assert loaded.rating_aware and not loaded.time_aware
     (tmp_path / "config.json").write_text(json.dumps(config | {"num_token_types": 1}))
     assert not Bert4RecConfig.load(tmp_path).rating_aware
+
+
+def test_bits_dropout_keeps_one_minus_p_independently_and_scales_what_it_keeps():
+    dropout = BitsDropout(0.2)
+    x = torch.ones(999, 1001, requires_grad=True)  # a count that is not a multiple of the 4 masks per draw
+    torch.manual_seed(0)
+    y = dropout(x)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(0.8, abs=0.002)
+    assert (kept[:, 1:] & kept[:, :-1]).float().mean().item() == pytest.approx(0.64, abs=0.002)  # neighbours
+    assert torch.all(y[kept] == 1.25)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient flows through the kept elements, scaled alike
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x), y), "the same seed draws the same mask"
+    assert torch.equal(dropout.eval()(x), x)
+    assert torch.equal(BitsDropout(0.0).train()(x), x)
+
+
+def test_the_encoder_drops_out_with_bits_dropout():
+    model = tiny_model(dropout=0.2).train()
+    assert {type(m) for m in model.modules() if isinstance(m, nn.Dropout)} == {BitsDropout}
+    inputs = torch.tensor([[1, 2, 3, 4, 31]])
+    assert not torch.equal(model.encode(inputs), model.encode(inputs))
+    model.eval()
+    assert torch.equal(model.encode(inputs), model.encode(inputs))

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from bert4rec import movielens, preprocess, train
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluate import EvalSet, evaluate_liked, full_ranking_ranks, model_scorer
-from bert4rec.model import Bert4Rec, Bert4RecConfig
+from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig
 from bert4rec.movielens import RawDataset
 from bert4rec.recommend import Filters, Recommender
 
@@ -136,6 +136,23 @@ def test_runs_set_up_before_the_new_options_resume_without_them(tmp_path):
     path.write_text(json.dumps(asdict(train.TrainConfig())))
     new = train.TrainConfig.load(path)
     assert (new.exclude_seen, new.ema_decay) == (True, None)
+
+
+def test_the_fused_optimizer_takes_the_steps_the_per_tensor_loop_takes():
+    models = [Bert4Rec(tiny_config(pattern_dataset())) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    config = train.TrainConfig()
+    optimizers = [train.make_optimizer(models[0], config), train.make_optimizer(models[1], config, fused=False)]
+    assert optimizers[0].defaults["fused"], "fused by default on CPU"
+    inputs, labels = torch.tensor([[1, 2, 21, 4]]), torch.tensor([[IGNORE, IGNORE, 3, IGNORE]])
+    for _ in range(3):
+        for model, optimizer in zip(models, optimizers, strict=True):
+            optimizer.zero_grad()
+            model(inputs, labels).backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(models[0].item_bias, torch.zeros_like(models[0].item_bias))
 
 
 def test_early_stopping_and_budget(tmp_path):

@@ -157,12 +157,16 @@ def ema_decay(config: TrainConfig, total_steps: int) -> float:
     return max(0.0, 1 - 1 / (EMA_HORIZON * total_steps))
 
 
-def _optimizer(model: Bert4Rec, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only: none on LayerNorm weights and biases."""
+def make_optimizer(model: Bert4Rec, config: TrainConfig, fused: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only: none on LayerNorm weights and biases. Fused (one kernel for all
+    parameters) on CPU and CUDA unless ``fused`` says otherwise: on CPU the per-tensor loop cost 4x as long
+    (benchmarks/train_step.py)."""
+    if fused is None:
+        fused = next(model.parameters()).device.type in ("cpu", "cuda")
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, fused=fused)
 
 
 @dataclass
@@ -235,8 +239,8 @@ class TrainingWindows:
         self.types = seqs.token_types() if with_types else None
         lengths = seqs.lengths
         self.train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - HOLDOUT_ITEMS[holdout], lengths)
-        # Unshifted; a shift changes the count by the odd window that falls under two items, so the schedule,
-        # sized from it, ends within a batch or two of the last step.
+        # Unshifted: a shift only adds back the odd oldest window that would hold a single item unshifted, so the
+        # schedule, sized from this count, runs out a few steps before an epoch of shifted windows does.
         self.count = len(training_windows(self.offsets, self.train_lengths, max_len)[0])
         if self.count == 0:
             raise Bert4RecError("no training sequences with at least two items")
@@ -337,7 +341,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     loss_fn = (SampledSoftmax(evaluate.training_popularity(dataset), config.negatives) if config.loss == "sampled"
                else full_softmax)
     steps_per_epoch = math.ceil(data.count / (config.batch_size * dist.world))
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     total_steps = steps_per_epoch * config.epochs
     decay = ema_decay(config, total_steps)
     # A deep copy, so every rank keeps the same average of the same (all-reduced) weights.

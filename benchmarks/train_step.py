@@ -1,0 +1,111 @@
+"""Training-step speed levers at today's default ML-1M training config, each measured in one run.
+
+    .venv/bin/python benchmarks/train_step.py [--data ../shared/data/ml-1m] [--steps 60] [--rounds 4]
+
+Config: the defaults (hidden 64, 2 layers, batch 16, ratings and time gaps read, seen items out of the loss, weight
+averaging). One epoch's cloze samples in length-bucketed batches; every variant trains the same batches from the
+same initial weights. Variants: the dropout (PyTorch's per-element Bernoulli draws, ``nn.Dropout``, or the model's
+``BitsDropout``) crossed with the optimizer (AdamW's per-tensor loop, or fused). Rounds alternate the variants, so
+that a host that slows down mid-run slows them all alike; the figure is the median over rounds of milliseconds per
+step. Writes benchmarks/results/train_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from bert4rec import movielens, preprocess, train
+from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig, BitsDropout
+from bert4rec.sequences import cloze_samples, cloze_types, crop, length_bucketed_batches
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = {  # name: (native dropout, fused optimizer)
+    "before: nn.Dropout + AdamW per-tensor loop": (True, False),
+    "BitsDropout + AdamW per-tensor loop": (False, False),
+    "nn.Dropout + fused AdamW": (True, True),
+    "now: BitsDropout + fused AdamW": (False, True),
+}
+
+
+class Trainer:
+    """One variant's model, optimizer and weight average, stepping over shared batches."""
+
+    def __init__(self, model_config: Bert4RecConfig, config: train.TrainConfig, native_dropout: bool, fused: bool):
+        torch.manual_seed(0)
+        self.model = Bert4Rec(model_config).train()
+        if native_dropout:
+            for module in self.model.modules():
+                if isinstance(module, BitsDropout):
+                    module.forward = types.MethodType(nn.Dropout.forward, module)
+        self.optimizer = train.make_optimizer(self.model, config, fused=fused)
+        self.averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(0.9998))
+
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor, types_: torch.Tensor) -> None:
+        loss = self.model(inputs, labels, types_, reduction="sum", exclude_seen=True) / int((labels != IGNORE).sum())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimizer.step()
+        self.averaged.update_parameters(self.model)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(HERE.parent.parent / "shared/data/ml-1m"))
+    parser.add_argument("--steps", type=int, default=60, help="steps per variant and round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=HERE / "results/train_step.json")
+    args = parser.parse_args()
+
+    dataset = preprocess.prepare(movielens.load(args.data))
+    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, rating_aware=True, time_aware=True)
+    config = train.TrainConfig()
+    rng = np.random.default_rng(0)
+    windows, type_windows = train.TrainingWindows(dataset, model_config.max_len, True).draw(rng)
+    samples = cloze_samples(windows, model_config.mask_token, config.mask_prob, config.last_item_fraction, rng)
+    token_types = cloze_types(type_windows, samples.labels, rng)
+    batches = []
+    for rows in length_bucketed_batches(samples.lengths, config.batch_size, rng)[: args.steps * (args.rounds + 1)]:
+        lengths = samples.lengths[rows]
+        batches.append(tuple(torch.from_numpy(crop(a[rows], lengths))
+                             for a in (samples.inputs, samples.labels, token_types)))
+    trainers = {name: Trainer(model_config, config, *flags) for name, flags in VARIANTS.items()}
+    for trainer in trainers.values():  # warm-up round, not timed
+        for batch in batches[: args.steps]:
+            trainer.step(*batch)
+    laps = {name: [] for name in VARIANTS}
+    for r in range(args.rounds):
+        chunk = batches[(r + 1) * args.steps : (r + 2) * args.steps]
+        for name, trainer in trainers.items():
+            started = time.perf_counter()
+            for batch in chunk:
+                trainer.step(*batch)
+            laps[name].append(1000 * (time.perf_counter() - started) / len(chunk))
+    before = statistics.median(laps[next(iter(VARIANTS))])
+    rows = {name: {"ms_per_step": statistics.median(t), "rounds_ms": t, "speed_up": before / statistics.median(t)}
+            for name, t in laps.items()}
+    for name, row in rows.items():
+        print(f"{name:45s} {row['ms_per_step']:6.1f} ms/step  {row['speed_up']:.2f}x")
+    report = {"machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+                         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+              "data": args.data, "steps_per_round": args.steps, "rounds": args.rounds,
+              "steps_per_epoch": -(-len(windows) // config.batch_size), "variants": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
