@@ -1,13 +1,13 @@
 """Training-step speed levers at today's default ML-1M training config, each measured in one run.
 
-    .venv/bin/python benchmarks/train_step.py [--data ../shared/data/ml-1m] [--steps 60] [--rounds 4]
+    .venv/bin/python benchmarks/train_step.py [--data ../shared/data/ml-1m] [--steps 60] [--timed 240]
 
 Config: the defaults (hidden 64, 2 layers, batch 16, ratings and time gaps read, seen items out of the loss, weight
 averaging). One epoch's cloze samples in length-bucketed batches; every variant trains the same batches from the
 same initial weights. Variants: the dropout (PyTorch's per-element Bernoulli draws, ``nn.Dropout``, or the model's
-``BitsDropout``) crossed with the optimizer (AdamW's per-tensor loop, or fused). Rounds alternate the variants, so
-that a host that slows down mid-run slows them all alike; the figure is the median over rounds of milliseconds per
-step. Writes benchmarks/results/train_step.json.
+``BitsDropout``) crossed with the optimizer (AdamW's per-tensor loop, or fused). The variants take turns, one step
+each on the same batch, so that a host that slows down mid-run slows them all alike. Writes
+benchmarks/results/train_step.json.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 import types
 from pathlib import Path
@@ -64,8 +63,8 @@ class Trainer:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared/data/ml-1m"))
-    parser.add_argument("--steps", type=int, default=60, help="steps per variant and round")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=60, help="warm-up steps per variant")
+    parser.add_argument("--timed", type=int, default=240, help="timed steps per variant")
     parser.add_argument("--out", type=Path, default=HERE / "results/train_step.json")
     args = parser.parse_args()
 
@@ -77,30 +76,28 @@ def main() -> None:
     samples = cloze_samples(windows, model_config.mask_token, config.mask_prob, config.last_item_fraction, rng)
     token_types = cloze_types(type_windows, samples.labels, rng)
     batches = []
-    for rows in length_bucketed_batches(samples.lengths, config.batch_size, rng)[: args.steps * (args.rounds + 1)]:
-        lengths = samples.lengths[rows]
-        batches.append(tuple(torch.from_numpy(crop(a[rows], lengths))
+    for batch_rows in length_bucketed_batches(samples.lengths, config.batch_size, rng)[: args.steps + args.timed]:
+        lengths = samples.lengths[batch_rows]
+        batches.append(tuple(torch.from_numpy(crop(a[batch_rows], lengths))
                              for a in (samples.inputs, samples.labels, token_types)))
     trainers = {name: Trainer(model_config, config, *flags) for name, flags in VARIANTS.items()}
     for trainer in trainers.values():  # warm-up round, not timed
         for batch in batches[: args.steps]:
             trainer.step(*batch)
-    laps = {name: [] for name in VARIANTS}
-    for r in range(args.rounds):
-        chunk = batches[(r + 1) * args.steps : (r + 2) * args.steps]
+    seconds = dict.fromkeys(VARIANTS, 0.0)
+    for batch in batches[args.steps :]:  # the variants take turns on each batch: a host slowing down slows all
         for name, trainer in trainers.items():
             started = time.perf_counter()
-            for batch in chunk:
-                trainer.step(*batch)
-            laps[name].append(1000 * (time.perf_counter() - started) / len(chunk))
-    before = statistics.median(laps[next(iter(VARIANTS))])
-    rows = {name: {"ms_per_step": statistics.median(t), "rounds_ms": t, "speed_up": before / statistics.median(t)}
-            for name, t in laps.items()}
+            trainer.step(*batch)
+            seconds[name] += time.perf_counter() - started
+    timed = len(batches) - args.steps
+    before = seconds[next(iter(VARIANTS))]
+    rows = {name: {"ms_per_step": 1000 * s / timed, "speed_up": before / s} for name, s in seconds.items()}
     for name, row in rows.items():
         print(f"{name:45s} {row['ms_per_step']:6.1f} ms/step  {row['speed_up']:.2f}x")
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
                          f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-              "data": args.data, "steps_per_round": args.steps, "rounds": args.rounds,
+              "data": args.data, "warm_up_steps": args.steps, "timed_steps": timed,
               "steps_per_epoch": -(-len(windows) // config.batch_size), "variants": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

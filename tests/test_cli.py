@@ -84,14 +84,15 @@ def test_train_from_prepared_folder_and_resume(tmp_path):
     result = run("prepare", "--data", shared("ml-latest-small"), "--out", prepared, "--sample-users", "0.2")
     assert result.exit_code == 0, result.output
     out = tmp_path / "model"
-    result = run("train", "--data", prepared, "--out", out, *TINY_TRAIN_ARGS, "--exclude-seen", "--ema-decay", "0.9")
+    result = run("train", "--data", prepared, "--out", out, *TINY_TRAIN_ARGS, "--exclude-seen", "--ema-decay", "0.9",
+                 "--shift-windows")
     assert result.exit_code == 0, result.output
     assert "best validation NDCG@10" in result.output
     history = (out / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
     assert "valid_raw_NDCG@10" in json.loads(history[0])  # the moving average is validated beside the raw weights
     settings = json.loads((out / "train_config.json").read_text())
-    assert (settings["exclude_seen"], settings["ema_decay"]) == (True, 0.9)
+    assert (settings["exclude_seen"], settings["ema_decay"], settings["shift_windows"]) == (True, 0.9, True)
     assert json.loads((out / "config.json").read_text())["rating_aware"] is True  # the default
     result = run("train", "--out", out, "--resume", "--quiet")  # finished: resuming changes nothing
     assert result.exit_code == 0, result.output
