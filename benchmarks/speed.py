@@ -72,7 +72,8 @@ def epoch_flops(windows: np.ndarray, config: Bert4RecConfig, mask_prob: float) -
 def run_variant(dataset, name: str, epochs: int, seed: int, out: Path) -> dict:
     train_changes, model_changes = VARIANTS[name]
     config = train.TrainConfig(epochs=epochs, batch_size=128, valid_every=epochs, patience=None, seed=seed,
-                               device="cpu", exclude_seen=False, ema_decay=0.0, **train_changes)  # paper training
+                               device="cpu", exclude_seen=False, ema_decay=0.0, shift_windows=False,
+                               **train_changes)  # paper training
     model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **model_changes)
     result = train.fit(dataset, out, model_config, config, progress=False)
     seconds = [h["train_seconds"] for h in result["history"]]

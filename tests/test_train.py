@@ -132,10 +132,10 @@ def test_runs_set_up_before_the_new_options_resume_without_them(tmp_path):
     path = tmp_path / "train_config.json"
     path.write_text(json.dumps({"epochs": 3, "batch_size": 8}))
     old = train.TrainConfig.load(path)
-    assert (old.epochs, old.exclude_seen, old.ema_decay) == (3, False, 0.0)
+    assert (old.epochs, old.exclude_seen, old.ema_decay, old.shift_windows) == (3, False, 0.0, False)
     path.write_text(json.dumps(asdict(train.TrainConfig())))
     new = train.TrainConfig.load(path)
-    assert (new.exclude_seen, new.ema_decay) == (True, None)
+    assert (new.exclude_seen, new.ema_decay, new.shift_windows) == (True, None, True)
 
 
 def test_the_fused_optimizer_takes_the_steps_the_per_tensor_loop_takes():

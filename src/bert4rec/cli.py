@@ -265,7 +265,7 @@ def train_command(
     shift_windows: Annotated[bool, typer.Option(
         help="Each epoch, move the windows that histories longer than --max-len are cut into (all but the most "
              "recent) by a random amount, so older movies meet different neighbours each time (augmentation).")]
-    = False,
+    = True,
     seed: SeedOption = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint; with --data, start it if it never began.")] = False,

@@ -39,9 +39,9 @@ IGNORE = -100  # label of positions that are not predicted
 
 class BitsDropout(nn.Dropout):
     """``nn.Dropout`` whose CPU mask is cut from 64-bit random draws, 16 bits per element. PyTorch's CPU dropout
-    draws one Bernoulli sample per element, which took 14% of an ML-1M training step on this project's CPU
-    (benchmarks/train_step.py); four elements per draw make the mask about 4x cheaper. Elsewhere, and outside
-    training, it is ``nn.Dropout``."""
+    draws one Bernoulli sample per element, 14% of an ML-1M training step in a profile on this project's CPU; four
+    elements per draw make the mask about 4x cheaper (benchmarks/train_step.py measures the step). Elsewhere, and
+    outside training, it is ``nn.Dropout``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":

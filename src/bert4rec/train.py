@@ -79,7 +79,7 @@ class TrainConfig:
     # horizon is EMA_HORIZON of the schedule (ML-1M, 200 epochs at batch 16: 0.99982); 0: the raw weights.
     ema_decay: float | None = None
     holdout: str = "valid"  # see HOLDOUT_ITEMS
-    shift_windows: bool = False  # move every window but each user's most recent by a random amount each epoch
+    shift_windows: bool = True  # move every window but each user's most recent by a random amount each epoch
 
     @property
     def validates(self) -> bool:
@@ -114,7 +114,7 @@ class TrainConfig:
         except (OSError, ValueError) as exc:
             raise Bert4RecError(f"{path}: unreadable training config ({exc})") from None
         # Runs set up before these options trained without them; resuming one must not switch them on.
-        data = {"exclude_seen": False, "ema_decay": 0.0} | data
+        data = {"exclude_seen": False, "ema_decay": 0.0, "shift_windows": False} | data
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
@@ -159,8 +159,8 @@ def ema_decay(config: TrainConfig, total_steps: int) -> float:
 
 def make_optimizer(model: Bert4Rec, config: TrainConfig, fused: bool | None = None) -> torch.optim.Optimizer:
     """AdamW with weight decay on matrices only: none on LayerNorm weights and biases. Fused (one kernel for all
-    parameters) on CPU and CUDA unless ``fused`` says otherwise: on CPU the per-tensor loop cost 4x as long
-    (benchmarks/train_step.py)."""
+    parameters) on CPU and CUDA unless ``fused`` says otherwise: on this project's CPU the per-tensor loop took 4x
+    as long, 5% of an ML-1M training step (benchmarks/train_step.py)."""
     if fused is None:
         fused = next(model.parameters()).device.type in ("cpu", "cuda")
     decay = [p for p in model.parameters() if p.ndim >= 2]
