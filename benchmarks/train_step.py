@@ -49,15 +49,13 @@ class Trainer:
                 if isinstance(module, BitsDropout):
                     module.forward = types.MethodType(nn.Dropout.forward, module)
         self.optimizer = train.make_optimizer(self.model, config, fused=fused)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
         self.averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(0.9998))
+        self.grad_clip = config.grad_clip
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor, types_: torch.Tensor) -> None:
         loss = self.model(inputs, labels, types_, reduction="sum", exclude_seen=True) / int((labels != IGNORE).sum())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-        self.optimizer.step()
-        self.averaged.update_parameters(self.model)
+        train.optimizer_step(self.model, self.averaged, self.optimizer, self.scheduler, loss, self.grad_clip)
 
 
 def main() -> None:

@@ -239,15 +239,21 @@ class TrainingWindows:
         self.types = seqs.token_types() if with_types else None
         lengths = seqs.lengths
         self.train_lengths = np.where(lengths >= MIN_EVAL_LENGTH, lengths - HOLDOUT_ITEMS[holdout], lengths)
+        bounds = training_windows(self.offsets, self.train_lengths, max_len)
         # Unshifted: a shift only adds back the odd oldest window that would hold a single item unshifted, so the
         # schedule, sized from this count, runs out a few steps before an epoch of shifted windows does.
-        self.count = len(training_windows(self.offsets, self.train_lengths, max_len)[0])
+        self.count = len(bounds[0])
         if self.count == 0:
             raise Bert4RecError("no training sequences with at least two items")
+        self._unshifted = None if shift else self._cut(*bounds)  # the same every epoch: cut once
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        shifts = rng.integers(0, self.max_len, len(self.train_lengths)) if self.shift else None
-        starts, ends = training_windows(self.offsets, self.train_lengths, self.max_len, shifts)
+        if not self.shift:
+            return self._unshifted
+        shifts = rng.integers(0, self.max_len, len(self.train_lengths))
+        return self._cut(*training_windows(self.offsets, self.train_lengths, self.max_len, shifts))
+
+    def _cut(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         types = None if self.types is None else right_aligned(self.types, starts, ends, self.max_len)
         return right_aligned(self.tokens, starts, ends, self.max_len), types
 
@@ -293,18 +299,24 @@ def _epoch(model, averaged, data: TrainingWindows, config: TrainConfig, optimize
         with autocast:
             loss = model(inputs, labels, token_types, reduction="sum", loss=loss_fn,
                          exclude_seen=config.exclude_seen) * (dist.world / masked)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        if averaged is not None:
-            averaged.update_parameters(getattr(model, "module", model))
+        optimizer_step(model, averaged, optimizer, scheduler, loss, config.grad_clip)
         mean_loss = loss.item() * masked / max(1, int((labels != IGNORE).sum())) / dist.world
         total_loss += mean_loss * len(rows)
         seen += len(rows)
         bar.set_postfix(loss=f"{mean_loss:.3f}", seq_s=f"{seen / (time.perf_counter() - started):.0f}")
     return total_loss / max(1, seen), seen / (time.perf_counter() - started)
+
+
+def optimizer_step(model, averaged: AveragedModel | None, optimizer, scheduler, loss: torch.Tensor,
+                   grad_clip: float) -> None:
+    """Backpropagate ``loss``, clip, step the optimizer and the schedule, and update the weight average."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    if averaged is not None:
+        averaged.update_parameters(getattr(model, "module", model))
 
 
 def _mask_token(model) -> int:
