@@ -122,7 +122,8 @@ class Recommender:
             allowed &= (years <= filters.year_max) & (years >= 0)
         return allowed
 
-    def _check(self, k: int, filters: Filters) -> None:
+    def check_request(self, k: int, filters: Filters) -> None:
+        """Raise InvalidRequestError for a k or filters this model cannot answer."""
         if not 1 <= k <= MAX_K:
             raise InvalidRequestError(f"k must be between 1 and {MAX_K}, got {k}")
         if filters.liked and not self.model.config.rating_aware:
@@ -278,7 +279,7 @@ class Recommender:
         """Recommendations after a history of catalogue rows (and its packed token types, if known); an empty
         history falls back to popularity."""
         filters = filters or Filters()
-        self._check(k, filters)
+        self.check_request(k, filters)
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return self._popular(k, filters, rows)
@@ -290,7 +291,7 @@ class Recommender:
         """Top-k for many known users at once (all users when ``user_ids`` is None), one row per
         (user, rank): userId, rank, movieId, title, score."""
         filters = filters or Filters()
-        self._check(k, filters)
+        self.check_request(k, filters)
         if user_ids is None:
             users = np.arange(len(self.user_index))
         else:

@@ -274,9 +274,10 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
     async def recommend(request: RecommendationRequest) -> dict:
         filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
                           request.year_max, request.liked)
+        recommender.check_request(request.k, filters)
         rows, types = _history(recommender, request)
-        if len(rows) == 0 or (request.liked and not recommender.model.config.rating_aware):
-            return recommender.recommend_rows(rows, request.k, filters).to_dict()  # answers or raises at once
+        if len(rows) == 0:
+            return recommender.recommend_rows(rows, request.k, filters).to_dict()  # popularity, no model call
         return (await batcher.recommend(rows, types, request.k, filters, request.explain)).to_dict()
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
@@ -284,10 +285,10 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
                              k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
                              liked: Annotated[bool, Query(description="Rating-aware models only: movies the user "
                                                                       "would rate 4 stars or more.")] = False) -> dict:
+        filters = Filters(liked=liked)
+        recommender.check_request(k, filters)
         rows, types = recommender.user_history(userId), recommender.user_types(userId)
-        if liked and not recommender.model.config.rating_aware:
-            return recommender.recommend_rows(rows, k, Filters(liked=True)).to_dict()  # raises the clear error
-        return (await batcher.recommend(rows, types, k, Filters(liked=liked), True)).to_dict()
+        return (await batcher.recommend(rows, types, k, filters, True)).to_dict()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
