@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bert4rec import movielens, preprocess, train
+from bert4rec import evaluate, movielens, preprocess, train
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluate import EvalSet, evaluate_liked, full_ranking_ranks, model_scorer
 from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig
@@ -175,6 +175,11 @@ def test_holdout_decides_which_items_train():
         ends = seqs.offsets[1:] - held
         assert windows[:, -1].tolist() == seqs.tokens[ends - 1].tolist(), holdout
         assert (windows != 0).sum() == 3 * (14 - held)
+        counts = train.TrainingWindows(dataset, 16, holdout=holdout).item_counts(dataset.vocab.num_items)
+        trained = np.concatenate([seqs.tokens[o : e] for o, e in zip(seqs.offsets[:-1], ends, strict=True)])
+        assert counts.tolist() == np.bincount(trained - 1, minlength=dataset.vocab.num_items).tolist(), holdout
+        if holdout == "valid":  # what the sampled softmax draws negatives by: the popularity evaluation counts
+            assert counts.tolist() == evaluate.training_popularity(dataset).tolist()
     with pytest.raises(Bert4RecError, match="holdout"):
         train.TrainConfig(holdout="all").validate()
 

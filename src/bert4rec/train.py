@@ -247,6 +247,13 @@ class TrainingWindows:
             raise Bert4RecError("no training sequences with at least two items")
         self._unshifted = None if shift else self._cut(*bounds)  # the same every epoch: cut once
 
+    def item_counts(self, num_items: int) -> np.ndarray:
+        """(N,) how often each item occurs among the items training reads (the holdout's targets left out)."""
+        lengths = np.diff(self.offsets)
+        position = np.arange(len(self.tokens)) - np.repeat(self.offsets[:-1], lengths)
+        trained = position < np.repeat(self.train_lengths, lengths)
+        return np.bincount(self.tokens[trained] - 1, minlength=num_items).astype(np.float64)
+
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.shift:
             return self._unshifted
@@ -350,8 +357,8 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
     trained = DistributedDataParallel(model) if dist.enabled else model
     data = TrainingWindows(dataset, model_config.max_len, model_config.reads_types, config.holdout,
                            config.shift_windows)
-    loss_fn = (SampledSoftmax(evaluate.training_popularity(dataset), config.negatives) if config.loss == "sampled"
-               else full_softmax)
+    loss_fn = (SampledSoftmax(data.item_counts(dataset.vocab.num_items), config.negatives)
+               if config.loss == "sampled" else full_softmax)
     steps_per_epoch = math.ceil(data.count / (config.batch_size * dist.world))
     optimizer = make_optimizer(model, config)
     total_steps = steps_per_epoch * config.epochs
