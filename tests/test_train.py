@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -326,3 +329,17 @@ def test_time_aware_model_uses_the_gaps(tmp_path):
         assert batch["movieId"].tolist() == top  # the batch path reads the same ratings and times
     assert share[True] >= 0.8, share
     assert share[False] <= 0.3, share
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_freed_memory_goes_back_to_the_os():
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    blocks = [bytearray(64 << 10) for _ in range(4000)]  # 250 MB in heap-sized blocks (below the mmap threshold)
+    kept = blocks[::8]  # every eighth stays alive, so the heap cannot simply shrink from its top
+    del blocks
+    before = rss_mb()
+    assert train.release_freed_memory()
+    assert rss_mb() < before - 100
+    assert len(kept) == 500

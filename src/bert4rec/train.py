@@ -14,8 +14,10 @@ A model folder holds:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -314,6 +316,17 @@ def _epoch(model, averaged, data: TrainingWindows, config: TrainConfig, optimize
     return total_loss / max(1, seen), seen / (time.perf_counter() - started)
 
 
+def release_freed_memory() -> bool:
+    """Hand the heap memory freed by an epoch back to the OS; True if done. glibc keeps it, and batches of varying
+    length scatter it, so without this a 2-core ML-1M run's RSS grows from 1.4 GB to 2.2 GB (trimmed: 0.8 GB)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):  # another C library (e.g. musl)
+        return False
+
+
 def optimizer_step(model, averaged: AveragedModel | None, optimizer, scheduler, loss: torch.Tensor,
                    grad_clip: float) -> None:
     """Backpropagate ``loss``, clip, step the optimizer and the schedule, and update the weight average."""
@@ -404,6 +417,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
             _save_checkpoint(out, model, averaged, optimizer, scheduler, state, history)
             _write_history(out, history)
             epochs.set_postfix(loss=f"{loss:.3f}", ndcg10=f"{state.best_ndcg:.4f}")
+        release_freed_memory()
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     if dist.main:
