@@ -317,8 +317,9 @@ def _epoch(model, averaged, data: TrainingWindows, config: TrainConfig, optimize
 
 
 def release_freed_memory() -> bool:
-    """Hand the heap memory freed by an epoch back to the OS; True if any went back. glibc keeps it, and batches of varying
-    length scatter it, so without this a 2-core ML-1M run's RSS grows from 1.4 GB to 2.2 GB (trimmed: 0.8 GB)."""
+    """Hand the heap memory freed by an epoch back to the OS; True if any went back. glibc keeps it, and batches of
+    varying length scatter it, so without this a 2-core ML-1M run's RSS grows from 1.4 GB to 2.2 GB (trimmed:
+    0.8 GB)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
