@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +230,21 @@ def test_a_final_fit_learns_the_validation_items_and_keeps_its_last_epoch(tmp_pa
     kept = load_file(tmp_path / "test" / "model.safetensors")  # the last epoch's weights, nothing chosen
     last = torch.load(tmp_path / "test" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(kept[k], last[k]) for k in kept)
+
+
+def test_a_run_saves_its_model_once_an_epoch_and_never_leaves_the_folder_without_one(tmp_path, monkeypatch):
+    dataset = pattern_dataset(users=8, length=12)
+    saved = []
+    save = Bert4Rec.save
+    monkeypatch.setattr(Bert4Rec, "save", lambda self, folder: saved.append(folder) or save(self, folder))
+    config = train.TrainConfig(epochs=3, batch_size=8, holdout="test")
+    train.fit(dataset, tmp_path / "fit", tiny_config(dataset), config, progress=False)
+    assert saved == [tmp_path / "fit"] * 3  # the latest model each epoch, and no extra copy at the end
+    saved.clear()
+    spent = replace(config, max_minutes=0)  # out of time before the first epoch
+    result = train.fit(dataset, tmp_path / "spent", tiny_config(dataset), spent, progress=False)
+    assert result["epochs"] == 0 and saved == [tmp_path / "spent"]
+    assert Bert4Rec.load(tmp_path / "spent").config.num_items == dataset.vocab.num_items
 
 
 @pytest.mark.parametrize(("holdout", "refused"), [("valid", []), ("test", ["valid"]), ("none", ["valid", "test"])])

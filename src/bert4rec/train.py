@@ -35,7 +35,7 @@ from bert4rec.distributed import Dist
 from bert4rec.errors import Bert4RecError
 from bert4rec.fsutil import atomic_write, atomic_write_text, write_dir_atomically
 from bert4rec.losses import LOSSES, SampledSoftmax, full_softmax
-from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig, ItemLoss
+from bert4rec.model import IGNORE, WEIGHTS_FILE, Bert4Rec, Bert4RecConfig, ItemLoss
 from bert4rec.preprocess import DATASET_DIR, MIN_EVAL_LENGTH, PreparedDataset, load_prepared, save_prepared
 from bert4rec.sequences import (
     cloze_samples,
@@ -422,7 +422,7 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     if dist.main:
-        if state.best_epoch == 0:  # no validation ran (e.g. resumed a finished run): keep the last weights
+        if not (out / WEIGHTS_FILE).exists():  # no epoch ran (a spent time budget): keep the weights there are
             _kept(model, averaged).save(out)
         plot_curves(history, out / "curves.png")
     distributed.stop(dist)
