@@ -5,6 +5,7 @@
         [--last-item-fraction 0.1] [--lr 1e-3] [--batch-size 128] [--valid-every 5] [--rating-aware] [--time-aware]
         [--loss full|sampled] [--negatives 1024] [--exclude-seen] [--ema-decay 0|auto|D]
         [--holdout valid|test] [--shift-windows] [--seed 0] [--name NAME] [--out runs/quality-DATA-NAME]
+        [--device cpu|cuda|mps|auto]
 
 The BERT4Rec split of --data (for ML-1M: 6,040 users, 3,416 items, 999,611 interactions), full ranking with the
 history excluded. The best epoch is chosen on validation NDCG@10; the test split is evaluated once, on that model.
@@ -12,7 +13,8 @@ With --holdout test the model also trains on the validation items (a final fit w
 chose): nothing is validated, the schedule's last weights are tested once.
 Prints and writes benchmarks/results/quality-DATA-NAME.json (DATA: the data folder's name without dashes, e.g.
 ml1m) with the config, epochs, minutes, validation and test metrics (full ranking and the paper's 100 sampled
-negatives) and the most-popular baseline.
+negatives) and the most-popular baseline. Training and evaluation run on the CPU unless --device says otherwise
+(the quality target is a CPU one; on CUDA training uses bf16 autocast).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", type=Path, default=None, help="model folder (default runs/quality-DATA-NAME)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps or auto")
     args = parser.parse_args()
     label = f"{Path(args.data).name.replace('-', '')}-{args.name}"
     out = args.out or Path("runs") / f"quality-{label}"
@@ -78,17 +81,19 @@ def main() -> None:
     config = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mask_prob=args.mask_prob,
                                last_item_fraction=args.last_item_fraction, valid_every=args.valid_every,
                                patience=args.patience or None, max_minutes=args.minutes, seed=args.seed,
-                               device="cpu", loss=args.loss, negatives=args.negatives,
+                               device=args.device, loss=args.loss, negatives=args.negatives,
                                exclude_seen=args.exclude_seen, ema_decay=args.ema_decay,
                                holdout=args.holdout, shift_windows=args.shift_windows)
     result = train.fit(dataset, out, model_config, config, progress=False)
-    best = Bert4Rec.load(out)
-    test = evaluate.evaluate_model(best, dataset, "test", progress=False)
+    device = train.pick_device(args.device)
+    best = Bert4Rec.load(out, device)
+    test = evaluate.evaluate_model(best, dataset, "test", device, progress=False)
     evaluate.update_metrics_file(out / "metrics.json", "test", test)
     validation = next((h for h in result["history"] if h["epoch"] == result["best_epoch"]), {})
     report = {
         "name": args.name, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+                   + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
         "epochs_run": result["epochs"], "best_epoch": result["best_epoch"],
         "train_minutes": result["train_seconds"] / 60, "wall_minutes": (time.perf_counter() - started) / 60,
         "seconds_per_epoch": result["seconds_per_epoch"],
@@ -103,7 +108,7 @@ def main() -> None:
         "test": test,
     }
     if best.config.rating_aware:
-        report["test_liked_targets"] = evaluate.evaluate_liked(best, dataset, "test")
+        report["test_liked_targets"] = evaluate.evaluate_liked(best, dataset, "test", device)
     path = HERE / "results" / f"quality-{label}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))

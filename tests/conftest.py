@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BERT4REC_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -16,6 +17,11 @@ def shared(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: integration tests need ../shared/data beside the repository")
     return path
+
+
+def read_checkpoint(folder: Path) -> dict:
+    """A model folder's training checkpoint, its tensors on the CPU wherever they were trained."""
+    return torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""DDP under torchrun with 2 CPU processes (gloo)."""
+"""DDP under torchrun with 2 CPU processes (gloo); on a CUDA machine, the NCCL parts one GPU can check."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ import sys
 
 import pytest
 import torch
-from conftest import shared
+from conftest import read_checkpoint, shared
 from test_reliability import pattern_prepared
 
+from bert4rec import distributed
 from bert4rec.distributed import Dist, from_environment
+from bert4rec.errors import Bert4RecError
 from bert4rec.recommend import Recommender
 
+# --device cpu: gloo on CPUs wherever the tests run (two processes cannot share one GPU under NCCL).
 MODEL_ARGS = ["--hidden-size", "16", "--layers", "1", "--heads", "2", "--max-len", "16", "--dropout", "0",
-              "--precision", "fp32", "--quiet"]
+              "--precision", "fp32", "--device", "cpu", "--quiet"]
 
 
 def free_port() -> int:
@@ -104,10 +107,30 @@ def test_two_processes_equal_one_process_with_double_batch(tmp_path):
     one = torchrun(1, "--data", str(prepared), "--out", str(tmp_path / "one"), "--epochs", "2",
                    "--batch-size", "16", *MODEL_ARGS)
     assert one.returncode == 0, one.stdout + one.stderr
-    a = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
+    a = read_checkpoint(tmp_path / "two")["model"]
+    b = read_checkpoint(tmp_path / "one")["model"]
     for name, tensor in a.items():
         torch.testing.assert_close(tensor, b[name], rtol=1e-4, atol=1e-5, msg=name)
-    initial = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["optimizer"]["state"]
+    initial = read_checkpoint(tmp_path / "one")["optimizer"]["state"]
     moved = sum(float(s["exp_avg"].abs().sum()) for s in initial.values())
     assert moved > 0, "the runs actually trained"
+
+
+def test_a_process_without_a_gpu_of_its_own_stops_with_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(Bert4RecError, match=r"process 1 on this machine has no GPU of its own \(1 CUDA device"):
+        distributed.start(Dist(rank=1, world=2, local_rank=1), torch.device("cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="NCCL needs a CUDA device")
+def test_ranks_agree_over_nccl():
+    """NCCL carries CUDA tensors only: a one-process NCCL group stands in for a multi-GPU run."""
+    dist = Dist(rank=0, world=2, local_rank=0)  # enabled, so every collective really goes through NCCL
+    torch.distributed.init_process_group("nccl", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
+    try:
+        assert torch.distributed.get_backend() == "nccl"
+        assert distributed.agree(True, dist) is True
+        assert distributed.agree(False, dist) is False
+        distributed.barrier(dist)
+    finally:
+        torch.distributed.destroy_process_group()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import shared
+from conftest import read_checkpoint, shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
@@ -63,13 +63,13 @@ def train_child(*args: str) -> subprocess.Popen:
 
 
 def final_weights(folder: Path) -> dict:
-    return torch.load(folder / "checkpoint.pt", weights_only=True)["model"]
+    return read_checkpoint(folder)["model"]
 
 
 def assert_consistent(folder: Path) -> None:
     """Whatever a kill left: every file that a later run reads is complete."""
     if (folder / "checkpoint.pt").exists():
-        torch.load(folder / "checkpoint.pt", weights_only=True)
+        read_checkpoint(folder)
     if (folder / "model.safetensors").exists():
         load_file(folder / "model.safetensors")
     if (folder / "dataset").exists():

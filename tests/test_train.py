@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import read_checkpoint
 from safetensors.torch import load_file
 
 from bert4rec import evaluate, movielens, preprocess, train
@@ -73,7 +74,7 @@ def test_outputs_of_a_run(tmp_path):
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert preprocess.load_prepared(out / "dataset").stats["num_users"] == 40
     assert result["best_epoch"] in (1, 2)
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # plain tensors and values only
+    checkpoint = read_checkpoint(out)  # plain tensors and values only
     assert json.loads(checkpoint["history"])[-1]["epoch"] == 2
 
 
@@ -97,8 +98,8 @@ def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, ema_decay, shift
         train.fit(dataset, tmp_path / "resumed", model_config, config, progress=False, on_epoch_end=crash_after_two)
     result = train.fit(None, tmp_path / "resumed", resume=True, progress=False)
     assert result["epochs"] == 4
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    straight = read_checkpoint(tmp_path / "straight")
+    resumed = read_checkpoint(tmp_path / "resumed")
     assert ("averaged" in straight) == (ema_decay > 0)
     for part in ("model", "averaged") if ema_decay else ("model",):
         for name, tensor in straight[part].items():
@@ -116,7 +117,7 @@ def test_moving_average_is_validated_and_kept(tmp_path):
     record = json.loads((out / "history.jsonl").read_text())
     assert record["valid_NDCG@10"] != record["valid_raw_NDCG@10"]
     kept = load_file(out / "model.safetensors")
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    checkpoint = read_checkpoint(out)
     name = "bert.embeddings.word_embeddings.weight"
     assert torch.equal(kept[name], checkpoint["averaged"][f"module.{name}"])  # the average is what is kept
     assert not torch.equal(kept[name], checkpoint["model"][name])
@@ -228,7 +229,7 @@ def test_a_final_fit_learns_the_validation_items_and_keeps_its_last_epoch(tmp_pa
     history = [json.loads(line) for line in (tmp_path / "test" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 30 and not any(k.startswith("valid_") for h in history for k in h)
     kept = load_file(tmp_path / "test" / "model.safetensors")  # the last epoch's weights, nothing chosen
-    last = torch.load(tmp_path / "test" / "checkpoint.pt", weights_only=True)["model"]
+    last = read_checkpoint(tmp_path / "test")["model"]
     assert all(torch.equal(kept[k], last[k]) for k in kept)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from bert4rec.errors import Bert4RecError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -52,6 +54,10 @@ def start(dist: Dist, device: torch.device) -> torch.device:
     if not dist.enabled:
         return device
     if device.type == "cuda":
+        gpus = torch.cuda.device_count()
+        if dist.local_rank >= gpus:
+            raise Bert4RecError(f"process {dist.local_rank} on this machine has no GPU of its own ({gpus} CUDA "
+                                f"device(s)): launch at most {gpus} per machine, or train on CPUs with --device cpu")
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     if not torch_dist.is_initialized():
@@ -78,6 +84,8 @@ def agree(flag: bool, dist: Dist) -> bool:
     """Rank 0's value of ``flag`` on every rank."""
     if not dist.enabled:
         return flag
-    tensor = torch.tensor([int(flag)])
+    # NCCL moves CUDA tensors only, gloo CPU ones.
+    on_gpu = torch_dist.get_backend() == "nccl"
+    tensor = torch.tensor([int(flag)], device=torch.cuda.current_device() if on_gpu else "cpu")
     torch_dist.broadcast(tensor, src=0)
     return bool(tensor.item())
