@@ -85,7 +85,7 @@ def main() -> None:
                                exclude_seen=args.exclude_seen, ema_decay=args.ema_decay,
                                holdout=args.holdout, shift_windows=args.shift_windows)
     result = train.fit(dataset, out, model_config, config, progress=False)
-    device = train.pick_device(args.device)
+    device = torch.device(result["device"])  # the one training ran on
     best = Bert4Rec.load(out, device)
     test = evaluate.evaluate_model(best, dataset, "test", device, progress=False)
     evaluate.update_metrics_file(out / "metrics.json", "test", test)
