@@ -27,15 +27,17 @@ VARIANTS = ("full-unchunked", "full", "sampled-1024", "sampled-8192", "eval")
 WORKER = """
 import functools, json, resource, sys, time
 import numpy as np, torch
-from bert4rec.evaluate import EvalSet, full_ranking_ranks, model_scorer
-from bert4rec.losses import SampledSoftmax, full_softmax
-from bert4rec.model import Bert4Rec, Bert4RecConfig
-from bert4rec.sequences import cloze_samples
+from bert4rec.evaluation.protocols import EvalSet, full_ranking_ranks
+from bert4rec.model.scoring import model_scorer
+from bert4rec.model.losses import SampledSoftmax, full_softmax
+from bert4rec.model.config import Bert4RecConfig
+from bert4rec.model.modeling import Bert4Rec
+from bert4rec.model.inputs import cloze_samples
 variant, items, batch_size, max_len, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \\
     int(sys.argv[5])
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
-model = Bert4Rec(Bert4RecConfig(num_items=items, max_len=max_len))
+model = Bert4Rec(Bert4RecConfig(num_items=items, max_len=max_len, rating_aware=False))
 popularity = 1.0 / np.arange(1, items + 1) ** 0.9
 windows = rng.choice(items, size=(batch_size, max_len), p=popularity / popularity.sum()) + 1
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

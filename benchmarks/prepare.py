@@ -26,7 +26,7 @@ import pandas as pd
 WORKER = """
 import json, resource, sys, time
 from pathlib import Path
-from bert4rec import movielens, preprocess
+from bert4rec.data import movielens, preprocess
 folder = Path(sys.argv[1])
 t0 = time.perf_counter()
 raw = movielens.load(folder / "ratings.parquet")

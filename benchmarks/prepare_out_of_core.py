@@ -31,7 +31,7 @@ WORKER = """
 import json, resource, sys, time
 from pathlib import Path
 import pyarrow.parquet as pq
-from bert4rec.outofcore import prepare_partitioned
+from bert4rec.data.outofcore import prepare_partitioned
 folder, out, memory_limit = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 started = time.perf_counter()
 stats = prepare_partitioned(folder, out, memory_limit=memory_limit, temp_dir=out.parent, progress=False)

@@ -1,11 +1,14 @@
 """Load test of `bert4rec serve` on 127.0.0.1: latency and throughput at 1, 16 and 64 concurrent clients.
 
     .venv/bin/python benchmarks/serve.py MODEL_DIR [--clients 1 16 64] [--requests 3000] [--max-seconds 60]
+        [--repeats 3]
 
 Starts the server in its own process on a free loopback port, then, per concurrency level, runs that many asyncio
 aiohttp clients which POST /recommendations with real histories (the most recent 50 movies of random users from the
-model's dataset, k = 10) until the level's request count or time cap is reached. Reports p50/p99 latency, requests/s
-and errors, and writes benchmarks/results/serve.json. Target: p99 ≤ 50 ms at 16 clients with zero errors on an
+model's dataset, k = 10) until the level's request count or time cap is reached. The levels run --repeats times in
+turn (1, 16, 64, 1, 16, 64, ...), so that a host that slows down mid-run slows every level alike. Reports p50/p99
+latency, requests/s and errors of each run and their min / median / max per level, and writes
+benchmarks/results/serve.json. Target: p99 ≤ 50 ms at 16 clients with zero errors on an
 ML-1M model. Client and server share this machine's cores.
 """
 
@@ -77,6 +80,15 @@ async def level(url: str, clients: int, bodies: list[dict], max_requests: int, m
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
+def spread(clients: int, rows: list[dict]) -> dict:
+    """One level's runs, and the min / median / max of each figure over them."""
+    figures = ("requests_per_s", "p50_ms", "p99_ms", "max_ms")
+    summary = {name: {"min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
+               for name in figures for values in [[row[name] for row in rows]]}
+    return {"clients": clients, "errors": sum(row["errors"] for row in rows),
+            "requests": sum(row["requests"] for row in rows), **summary, "runs": rows}
+
+
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -98,6 +110,7 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60, help="time cap per concurrency level")
     parser.add_argument("--history", type=int, default=50, help="movies per request history")
     parser.add_argument("--threads", type=int, default=1, help="model threads of the server (serve --threads)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every level, taken in turn")
     parser.add_argument("--out", type=Path, default=HERE / "results/serve.json")
     args = parser.parse_args()
 
@@ -110,18 +123,20 @@ def main() -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(url, server)
-        results = []
-        for clients in args.clients:
-            row = asyncio.run(level(url, clients, bodies, args.requests, args.max_seconds))
-            results.append(row)
-            print(f"{clients:3d} clients: {row['requests_per_s']:7.1f} req/s  p50 {row['p50_ms']:6.1f} ms  "
-                  f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}/{row['requests']}", flush=True)
+        runs = {clients: [] for clients in args.clients}
+        for _ in range(args.repeats):
+            for clients in args.clients:
+                row = asyncio.run(level(url, clients, bodies, args.requests, args.max_seconds))
+                runs[clients].append(row)
+                print(f"{clients:3d} clients: {row['requests_per_s']:7.1f} req/s  p50 {row['p50_ms']:6.1f} ms  "
+                      f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}/{row['requests']}", flush=True)
     finally:
         server.terminate()
         server.wait(10)
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (client and server share them)",
-              "server_threads": args.threads,
-              "model_dir": str(args.model_dir), "history_length": args.history, "k": 10, "levels": results}
+              "server_threads": args.threads, "repeats": args.repeats,
+              "model_dir": str(args.model_dir), "history_length": args.history, "k": 10,
+              "levels": [spread(clients, rows) for clients, rows in runs.items()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"written to {args.out}")

@@ -29,9 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bert4rec import movielens, preprocess, train
-from bert4rec.model import Bert4RecConfig
-from bert4rec.recommend import Recommender
+from bert4rec.data import movielens, preprocess
+from bert4rec.model.config import Bert4RecConfig
+from bert4rec.serving.recommender import Recommender
+from bert4rec.training import loop as train
+from bert4rec.training.recipe import load_recipe
+from bert4rec.training.windows import TrainingWindows
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {
@@ -71,10 +74,9 @@ def epoch_flops(windows: np.ndarray, config: Bert4RecConfig, mask_prob: float) -
 
 def run_variant(dataset, name: str, epochs: int, seed: int, out: Path) -> dict:
     train_changes, model_changes = VARIANTS[name]
-    config = train.TrainConfig(epochs=epochs, batch_size=128, valid_every=epochs, patience=None, seed=seed,
-                               device="cpu", exclude_seen=False, ema_decay=0.0, shift_windows=False,
-                               **train_changes)  # paper training
-    model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **model_changes)
+    model_config, config = load_recipe("paper").build(
+        dataset.vocab.num_items, model_changes,
+        {"epochs": epochs, "valid_every": epochs, "seed": seed, "device": "cpu", **train_changes})
     result = train.fit(dataset, out, model_config, config, progress=False)
     seconds = [h["train_seconds"] for h in result["history"]]
     return {"seconds_per_epoch": float(np.median(seconds)), "epochs": epochs,
@@ -104,8 +106,8 @@ def inference(model_dir: Path, dataset, singles: int = 200) -> dict:
 
 def onnx_vs_torch(model_dir: Path, recommender: Recommender, users) -> dict:
     """Model scoring alone for one history of 200 items: PyTorch eager vs ONNX Runtime (bert4rec export --onnx)."""
-    from bert4rec.export import OnnxScorer, export_onnx
-    from bert4rec.sequences import inference_inputs
+    from bert4rec.model.inputs import inference_inputs
+    from bert4rec.serving.export import OnnxScorer, export_onnx
 
     scorer = OnnxScorer(export_onnx(model_dir, model_dir / "model.onnx"), threads=torch.get_num_threads())
     seqs, max_len, mask = recommender.histories, recommender.model.config.max_len, recommender.vocab.mask
@@ -153,8 +155,9 @@ def main() -> None:
     peak = {"fp32_gflops": matmul_peak(torch.float32), "bf16_gflops": matmul_peak(torch.bfloat16)}
     print(f"matmul peak: fp32 {peak['fp32_gflops']:.0f} GFLOP/s, bf16 {peak['bf16_gflops']:.0f} GFLOP/s")
     dataset = preprocess.prepare(movielens.load(args.data))
-    windows, _ = train.TrainingWindows(dataset, 200).draw(np.random.default_rng(0))
-    flops = epoch_flops(windows, Bert4RecConfig(num_items=dataset.vocab.num_items), 0.2)
+    windows, _ = TrainingWindows(dataset, 200).draw(np.random.default_rng(0))
+    paper_model, paper_training = load_recipe("paper").build(dataset.vocab.num_items)
+    flops = epoch_flops(windows, paper_model, paper_training.mask_prob)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in VARIANTS:

@@ -25,9 +25,12 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from bert4rec import movielens, preprocess, train
-from bert4rec.model import IGNORE, Bert4Rec, Bert4RecConfig, BitsDropout
-from bert4rec.sequences import cloze_samples, cloze_types, crop, length_bucketed_batches
+from bert4rec.data import movielens, preprocess
+from bert4rec.model.config import Bert4RecConfig
+from bert4rec.model.inputs import IGNORE, cloze_samples, cloze_types
+from bert4rec.model.modeling import Bert4Rec, BitsDropout
+from bert4rec.training import loop as train
+from bert4rec.training.windows import TrainingWindows, crop, length_bucketed_batches
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {  # name: (native dropout, fused optimizer)
@@ -70,7 +73,7 @@ def main() -> None:
     model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, rating_aware=True, time_aware=True)
     config = train.TrainConfig()
     rng = np.random.default_rng(0)
-    windows, type_windows = train.TrainingWindows(dataset, model_config.max_len, True).draw(rng)
+    windows, type_windows = TrainingWindows(dataset, model_config.max_len, True).draw(rng)
     samples = cloze_samples(windows, model_config.mask_token, config.mask_prob, config.last_item_fraction, rng)
     token_types = cloze_types(type_windows, samples.labels, rng)
     batches = []

@@ -1,0 +1,87 @@
+"""What a run leaves in its folder as it goes: the checkpoint that --resume continues from, the per-epoch
+history and the training curves. Every file is written atomically."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from bert4rec.errors import Bert4RecError
+from bert4rec.files import CHECKPOINT_FILE, HISTORY_FILE, atomic_write, atomic_write_text
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs finished
+    best_ndcg: float | None = None  # the best validation NDCG@10 so far; None before the first validation
+    best_epoch: int = 0
+    bad_rounds: int = 0
+    train_seconds: float = 0.0
+
+
+def save_checkpoint(out: Path, model, averaged, optimizer, scheduler, state: TrainState,
+                     history: list[dict]) -> None:
+    """Model (and its moving average), optimizer, scheduler and progress. RNG states need no saving: each epoch's
+    generators are derived from (seed, epoch, rank) by ``epoch_seeds``."""
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "state": asdict(state), "history": json.dumps(history)}
+    if averaged is not None:
+        payload["averaged"] = averaged.state_dict()
+    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(payload, p))
+
+
+def load_checkpoint(out: Path, model, averaged, optimizer, scheduler) -> tuple[TrainState, list]:
+    path = out / CHECKPOINT_FILE
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(payload["model"])
+        if averaged is not None:
+            averaged.load_state_dict(payload["averaged"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        state = TrainState(**payload["state"])
+        if state.best_ndcg is not None and state.best_ndcg < 0:  # how checkpoints once said "not validated yet"
+            state.best_ndcg = None
+        return state, json.loads(payload["history"])
+    except FileNotFoundError:
+        raise Bert4RecError(f"{path}: no checkpoint to resume from") from None
+    except Exception as exc:  # any unpickling or shape problem means the file is not ours or is damaged
+        raise Bert4RecError(f"{path}: corrupt or incompatible checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    atomic_write_text(out / HISTORY_FILE, "".join(json.dumps(h) + "\n" for h in history))
+
+
+def curves_figure(history: list[dict]):
+    """A matplotlib Figure of the per-epoch loss and validation NDCG@10 (a notebook shows it as it is). Built
+    without pyplot, so it neither needs nor changes a display backend."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.8), layout="tight")
+    ax_loss, ax_ndcg = fig.subplots(1, 2)
+    ax_loss.plot([h["epoch"] for h in history], [h["loss"] for h in history], color="tab:blue")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="cloze loss")
+    validated = [h for h in history if "valid_NDCG@10" in h]
+    ax_ndcg.plot([h["epoch"] for h in validated], [h["valid_NDCG@10"] for h in validated], "o-", color="tab:green")
+    ax_ndcg.set(xlabel="epoch", ylabel="NDCG@10", title="validation NDCG@10 (full ranking)")
+    for ax in (ax_loss, ax_ndcg):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    fig = curves_figure(history)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+
+
+def read_history(folder: Path) -> list[dict]:
+    """The per-epoch records a run has written so far."""
+    path = Path(folder) / HISTORY_FILE
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise Bert4RecError(f"{path}: unreadable training history ({exc})") from None

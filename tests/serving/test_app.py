@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from bert4rec.serving.app import create_app
+from bert4rec.serving.recommender import Filters, Recommender
+
+
+@pytest.fixture(scope="module")
+def recommender(tiny_model_dir) -> Recommender:
+    return Recommender.load(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(recommender):
+    with TestClient(create_app(recommender)) as client:
+        yield client
+
+
+def test_health_and_docs(client):
+    assert client.get("/health").json() == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False,
+                                                "time_aware": False}
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/health", "/movies", "/movies/{movieId}", "/recommendations", "/users/{userId}/recommendations"} <= set(
+        schema["paths"])
+
+
+def test_movie_search_and_lookup(client):
+    found = client.get("/movies", params={"q": "toy story", "limit": 3}).json()
+    assert found[0] == {"movieId": 1, "title": "Toy Story (1995)", "year": 1995,
+                        "genres": ["Adventure", "Animation", "Children", "Comedy", "Fantasy"]}
+    assert len(found) == 3
+    assert len(client.get("/movies", params={"q": "", "limit": 5}).json()) == 5  # most popular
+    assert client.get("/movies/2571").json()["title"] == "Matrix, The (1999)"
+    assert client.get("/movies/987654321").status_code == 404
+    assert client.get("/movies/99999999999999999999999").status_code == 422
+
+
+def test_recommendations_by_ids_and_titles(client, recommender):
+    body = {"history": [{"movieId": 1}, {"title": "matrix"}, {"movieId": 296, "rating": 4.5}], "k": 7}
+    response = client.post("/recommendations", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert len(data["items"]) == 7
+    assert {1, 2571, 296}.isdisjoint(item["movieId"] for item in data["items"])
+    assert [m["movieId"] for m in data["history"]] == [1, 2571, 296]
+    assert all(item["because"]["movieId"] in {1, 2571, 296} for item in data["items"])
+    direct = recommender.recommend_history([1, 2571, 296], k=7)
+    assert [i["movieId"] for i in data["items"]] == [i["movieId"] for i in direct.items]
+
+
+def test_filters_and_cold_start(client):
+    data = client.post("/recommendations", json={"history": [{"movieId": 1}], "genres": ["Horror"], "k": 5}).json()
+    assert all("Horror" in item["genres"] for item in data["items"])
+    data = client.post("/recommendations", json={"history": [], "k": 3}).json()
+    assert data["fallback"] == "popularity" and len(data["items"]) == 3
+    data = client.post("/recommendations", json={"history": [{"movieId": 123456789}], "ignore_unknown": True}).json()
+    assert data["fallback"] == "popularity"
+
+
+def test_user_recommendations(client):
+    data = client.get("/users/1/recommendations", params={"k": 4}).json()
+    assert len(data["items"]) == 4
+    assert client.get("/users/999999/recommendations").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"history": [{"movieId": 123456789}]}, 422, "unknown movie id"),
+        ({"history": [{"title": "hamlet"}]}, 422, "matches several movies"),
+        ({"history": [{"title": "qwertyuiopzxcv"}]}, 422, "no movie matches"),
+        ({"history": [{"movieId": 1}], "k": 0}, 422, "k"),
+        ({"history": [{"movieId": 1}], "k": 5000}, 422, "k"),
+        ({"history": [{"movieId": 1, "title": "Heat"}]}, 422, "extra_forbidden"),
+        ({"history": [{"movieId": 2**70}]}, 422, "movieId"),
+        ({"history": [{"movieId": 1}] * 10_001}, 422, "history"),
+        ({"history": [{"movieId": 1}], "surprise": 1}, 422, "surprise"),
+    ],
+)
+def test_bad_requests_get_4xx(client, body, status, fragment):
+    response = client.post("/recommendations", json=body)
+    assert response.status_code == status, response.text
+    assert fragment in response.text
+
+
+def test_ambiguous_title_lists_candidates(client):
+    response = client.post("/recommendations", json={"history": [{"title": "hamlet"}]})
+    assert {c["title"] for c in response.json()["candidates"]} >= {"Hamlet (1990)", "Hamlet (1996)"}
+
+
+def test_malformed_bodies(client):
+    assert client.post("/recommendations", content=b"{not json",
+                       headers={"Content-Type": "application/json"}).status_code == 422
+    assert client.post("/recommendations", content=b"history=1",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 422
+    huge = b'{"history": [' + b'{"movieId": 1},' * 200_000 + b'{"movieId": 1}]}'
+    assert client.post("/recommendations", content=huge,
+                       headers={"Content-Type": "application/json"}).status_code == 413
+
+
+def test_concurrent_requests_are_batched_and_agree_with_one_by_one(recommender):
+    app = create_app(recommender)
+    known = recommender.catalog.movies["item_id"].to_numpy()
+    histories = [[int(known[i]), 260, int(known[100 + i % 7])] for i in range(48)]
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                calls = [http.post("/recommendations", json={"history": [{"movieId": m} for m in h], "k": 5})
+                         for h in histories]
+                return await asyncio.gather(*calls)
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * len(responses), responses[0].text
+    assert max(app.state.batcher.batch_sizes) > 1
+    for history, response in zip(histories, responses, strict=True):
+        expected = [i["movieId"] for i in recommender.recommend_history(history, k=5).items]
+        assert [i["movieId"] for i in response.json()["items"]] == expected
+
+
+def test_page_is_served_and_self_contained(client):
+    response = client.get("/")
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+    assert "bert4rec" in response.text
+    assert not re.search(r"(src|href)=\"https?://", response.text), "no CDN assets: the page works offline"
+
+
+def test_liked_needs_a_rating_aware_model(client):
+    response = client.post("/recommendations", json={"history": [{"movieId": 1}], "liked": True})
+    assert response.status_code == 422
+    assert "rating-aware" in response.json()["detail"]
+    assert client.get("/users/1/recommendations", params={"liked": "true"}).status_code == 422
+
+
+def test_rating_aware_model_reads_ratings_and_liked(tiny_aware_dir):
+    recommender = Recommender.load(tiny_aware_dir)
+    with TestClient(create_app(recommender)) as rating_client:
+        assert rating_client.get("/health").json()["rating_aware"] is True
+        def scores(body):
+            response = rating_client.post("/recommendations", json=body | {"k": 20, "explain": False})
+            assert response.status_code == 200, response.text
+            return {item["movieId"]: item["score"] for item in response.json()["items"]}
+
+        history = [{"movieId": 1, "rating": 5}, {"movieId": 2571, "rating": 1.5}, {"title": "heat"}]
+        plain = scores({"history": history})
+        liked = scores({"history": history, "liked": True})
+        unrated = scores({"history": [{"movieId": 1}, {"movieId": 2571}, {"title": "heat"}]})
+        assert plain != liked and plain != unrated  # the [MASK] type and the ratings reach the model
+        direct = recommender.recommend_history([1, 2571, 6], 20, Filters(liked=True), ratings=[5, 1.5, None])
+        assert [m["movieId"] for m in direct.items] == list(liked)  # the micro-batcher scores as a direct call
+        timed = scores({"history": [h | {"timestamp": t} for h, t in zip(history, [0, 40, 90000], strict=True)]})
+        assert timed != plain  # the gaps reach the model
+        direct = recommender.recommend_history([1, 2571, 6], 20, ratings=[5, 1.5, None], timestamps=[0, 40, 90000])
+        assert [m["movieId"] for m in direct.items] == list(timed)
+        for times, message in (([0, None, 5], "for every movie"), ([0, 50, 40], "back in time")):
+            body = {"history": [h | {"timestamp": t} for h, t in zip(history, times, strict=True)]}
+            response = rating_client.post("/recommendations", json=body)
+            assert response.status_code == 422 and message in response.json()["detail"]
+        response = rating_client.get("/users/1/recommendations", params={"liked": "true", "k": 5})
+        assert response.status_code == 200 and len(response.json()["items"]) == 5

@@ -1,0 +1,131 @@
+"""The web page end to end in headless Chromium (Debian's chromium + chromedriver, driven by Selenium).
+
+.ci/run installs the browser; the screenshot is kept in artifacts/web.png.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+from conftest import REPO
+
+from bert4rec.serving.app import create_app
+from bert4rec.serving.recommender import Recommender
+
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_model_dir):
+    yield from running_server(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def rating_aware_url(tiny_aware_dir):
+    yield from running_server(tiny_aware_dir)
+
+
+def running_server(model_dir):
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(Recommender.load(model_dir)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        pytest.fail("the browser test needs Debian's chromium and chromium-driver (apt-get install chromium "
+                    "chromium-driver); .ci/run installs them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def add_movie(browser, wait, query: str, expected_title: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    box = browser.find_element(By.ID, "search")
+    box.clear()
+    box.send_keys(query)
+    option = wait.until(lambda d: next((li for li in d.find_elements(By.CSS_SELECTOR, "#suggestions li")
+                                        if expected_title in li.text), None))
+    option.click()
+    wait.until(lambda d: any(expected_title in li.text for li in d.find_elements(By.CSS_SELECTOR, "#watched li")))
+
+
+def test_search_add_three_and_get_recommendations(server_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(server_url)
+    assert browser.title.startswith("bert4rec")
+    wait.until(lambda d: "Most popular" in d.find_element(By.ID, "status").text)  # cold start shows popular movies
+    assert not browser.find_element(By.ID, "liked-label").is_displayed()  # the model is not rating-aware
+    add_movie(browser, wait, "toy story", "Toy Story (1995)")
+    add_movie(browser, wait, "matrix", "Matrix, The (1999)")
+    add_movie(browser, wait, "heat", "Heat (1995)")
+    wait.until(lambda d: "Based on 3 movies" in d.find_element(By.ID, "status").text)
+    items = browser.find_elements(By.CSS_SELECTOR, "#recommendations li")
+    assert len(items) == 10
+    recommended = {int(li.get_attribute("data-movie-id")) for li in items}
+    assert recommended.isdisjoint({1, 2571, 6}), "watched movies are never recommended"
+    assert all("because you watched" in li.text for li in items)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "web.png"))
+    assert (ARTIFACTS / "web.png").stat().st_size > 10_000
+    # removing a movie updates the recommendations
+    browser.find_element(By.CSS_SELECTOR, "#watched li button.remove").click()
+    wait.until(lambda d: "Based on 2 movies" in d.find_element(By.ID, "status").text)
+
+
+def test_liked_checkbox_with_a_rating_aware_model(rating_aware_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(rating_aware_url)
+    wait.until(lambda d: d.find_element(By.ID, "liked-label").is_displayed())
+    add_movie(browser, wait, "toy story", "Toy Story (1995)")
+    wait.until(lambda d: "Based on 1 movie" in d.find_element(By.ID, "status").text)
+
+    def scores(d):  # read in one script call: the list may be replaced between element look-ups
+        return d.execute_script("return [...document.querySelectorAll('#recommendations .score')]"
+                                ".map((e) => e.textContent)")
+
+    before = scores(browser)
+    browser.find_element(By.ID, "liked").click()
+    wait.until(lambda d: scores(d) and scores(d) != before)  # asked for a liked movie: the model answers anew
