@@ -87,16 +87,92 @@ def metrics_table(labelled: dict[str, str], notes: dict[str, str] | None = None)
 
 def serve_table() -> str:
     """Each concurrency level's throughput and latency: the median of the repeats, with their range."""
-    serve = json.loads((RESULTS / "serve.json").read_text())
-
-    def spread(figure: dict, digits: int, unit: str = "") -> str:
-        return (f"{figure['median']:.{digits}f}{unit} ({figure['min']:.{digits}f}–{figure['max']:.{digits}f})")
-
     rows = ["| concurrent clients | requests / s | p50 | p99 | errors |", "|---|---|---|---|---|"]
-    for level in serve["levels"]:
+    for level in result("serve")["levels"]:
         rows.append(f"| {level['clients']} | {spread(level['requests_per_s'], 0)} | "
                     f"{spread(level['p50_ms'], 1, ' ms')} | {spread(level['p99_ms'], 1, ' ms')} | "
                     f"{level['errors']} / {level['requests']:,} |")
+    return "\n".join(rows) + "\n"
+
+
+def result(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def speed_table() -> str:
+    """benchmarks/speed.py: seconds per epoch of each training lever, and its share of the fp32 matmul peak."""
+    speed = result("speed")
+    rows = ["| variant | s / epoch | sequences / s | useful GFLOP/s | share of fp32 peak |", "|---|---|---|---|---|"]
+    for name, run in speed["training"].items():
+        rows.append(f"| {name} | {run['seconds_per_epoch']:.1f} | {run['sequences_per_s']:,.0f} | "
+                    f"{run['useful_gflops']:.0f} | {run['share_of_fp32_peak']:.0%} |")
+    return "\n".join(rows) + "\n"
+
+
+def spread(figure: dict, digits: int, unit: str = "") -> str:
+    """The median of the repeats, with their range."""
+    return f"{figure['median']:.{digits}f}{unit} ({figure['min']:.{digits}f}–{figure['max']:.{digits}f})"
+
+
+def inference_table() -> str:
+    """benchmarks/inference.py: the median of the repeats, with their range."""
+    inference = result("inference")
+
+    def row(what: str, figure: str, digits: int) -> str:
+        return (f"| {what} | {spread(inference[f'{figure}_p50_ms'], digits, ' ms')} | "
+                f"{spread(inference[f'{figure}_p99_ms'], digits, ' ms')} |")
+
+    return "\n".join([
+        "| what | p50 | p99 |", "|---|---|---|",
+        row("one user (200 or more movies watched; the catalogue scored, seen movies out, top 10)", "single_user", 1),
+        row("model scoring alone, one 200-movie history: PyTorch", "torch_scoring", 2),
+        row("the same in ONNX Runtime (`bert4rec export --onnx`)", "onnx_scoring", 2),
+        f"| all {inference['users']:,} users in one call | {spread(inference['all_users_s'], 2, ' s')} in all | — |",
+    ]) + "\n"
+
+
+def train_step_table() -> str:
+    """benchmarks/train_step.py: the median of the repeats, with their range."""
+    rows = ["| variant | ms / step | speed-up |", "|---|---|---|"]
+    for name, run in result("train_step")["variants"].items():
+        rows.append(f"| {name} | {spread(run['ms_per_step'], 1)} | {spread(run['speed_up'], 2, '×')} |")
+    return "\n".join(rows) + "\n"
+
+
+def gpu_table() -> str:
+    rows = ["| batch | s / epoch, median of 3 | s / epoch, mean of 3 (the first epoch's warm-up included) |",
+            "|---|---|---|"]
+    for batch in (8, 16, 128):
+        rep = report(f"ml1m-cuda-b{batch}-3ep")
+        rows.append(f"| {batch} | {rep['median_seconds_per_epoch']:.2f} | {rep['seconds_per_epoch']:.2f} |")
+    return "\n".join(rows) + "\n"
+
+
+def prepare_table() -> str:
+    prep = result("prepare")
+    return ("| read | prepare | write | total | rows / s | peak RSS |\n|---|---|---|---|---|---|\n"
+            f"| {prep['read_s']:.1f} s | {prep['prepare_s']:.1f} s | {prep['write_s']:.1f} s | {prep['total_s']:.1f} s "
+            f"| {prep['rows_per_s'] / 1e6:.1f} M | {prep['peak_rss_gb']:.1f} GB |\n")
+
+
+def out_of_core_table() -> str:
+    prep = result("prepare_out_of_core")
+    stats = prep["stats"]
+    return ("| interactions | prepare | rows / s | peak RSS | output |\n|---|---|---|---|---|\n"
+            f"| {prep['rows']:,} | {prep['prepare_s']:.1f} s | {prep['rows_per_s'] / 1e6:.2f} M | "
+            f"{prep['peak_rss_gb']:.2f} GB | {prep['output_gb']:.1f} GB, {stats['num_users']:,} users, "
+            f"{stats['num_items']:,} items |\n")
+
+
+def large_catalog_table() -> str:
+    labels = {"full-unchunked": "exact, all logits at once (before chunking)", "full": "**exact, chunked (default)**",
+              "sampled-1024": "sampled, 1,024 negatives", "sampled-8192": "sampled, 8,192 negatives"}
+    runs = result("large_catalog")["results"]
+    rows = ["| loss | s / step | peak RSS | extra RSS |", "|---|---|---|---|"]
+    for key, label in labels.items():
+        run = runs[key]
+        rows.append(f"| {label} | {run['seconds_per_step']:.2f} | {run['peak_rss_gb']:.2f} GB | "
+                    f"{run['peak_rss_gb'] - run['rss_before_gb']:.2f} GB |")
     return "\n".join(rows) + "\n"
 
 
@@ -156,6 +232,13 @@ TABLES: dict[str, Callable[[], str]] = {
     "ml100k": lambda: runs_table(named("ml100k-*")),
     "mllatestsmall": lambda: runs_table(named("mllatestsmall-*")),
     "serve": serve_table,
+    "speed": speed_table,
+    "inference": inference_table,
+    "train-step": train_step_table,
+    "gpu": gpu_table,
+    "prepare": prepare_table,
+    "prepare-out-of-core": out_of_core_table,
+    "large-catalog": large_catalog_table,
 }
 
 

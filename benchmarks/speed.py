@@ -1,4 +1,4 @@
-"""Training and inference speed on ML-1M, with each speed lever measured against the plain version in one run.
+"""Training speed on ML-1M, with each speed lever measured against the plain version in one run.
 
     .venv/bin/python benchmarks/speed.py [--data ../shared/data/ml-1m] [--quality-epochs 8] [--peer]
 
@@ -8,8 +8,7 @@ Prints a table and writes benchmarks/results/speed.json. Reports:
   * per training variant: seconds per epoch, sequences/s, useful GFLOP/s (model FLOPs counted analytically over
     non-padding tokens, forward + backward = 3 × forward) and that as a share of the fp32 peak;
   * quality guard: the plain and the fast variant trained the same epochs with the same seed, validation NDCG@10;
-  * inference with the fast model: single-user latency p50/p99 (histories of 200 items) and all users in one batch,
-    both scoring the full catalogue with seen items excluded; peak RSS.
+  * peak RSS (inference speed is benchmarks/inference.py's);
   * with --peer: RecTools' BERT4Rec seconds per epoch via ../shared/bench/peer_rectools.py, in its own virtualenv
     (~/.cache/peers/rectools-venv, set up as that script's header says).
 """
@@ -31,7 +30,6 @@ import torch
 
 from bert4rec.data import movielens, preprocess
 from bert4rec.model.config import Bert4RecConfig
-from bert4rec.serving.recommender import Recommender
 from bert4rec.training import loop as train
 from bert4rec.training.recipe import load_recipe
 from bert4rec.training.windows import TrainingWindows
@@ -84,50 +82,6 @@ def run_variant(dataset, name: str, epochs: int, seed: int, out: Path) -> dict:
             "valid_HR@10": result["history"][-1].get("valid_HR@10"), "model_config": model_config}
 
 
-def inference(model_dir: Path, dataset, singles: int = 200) -> dict:
-    recommender = Recommender.load(model_dir)
-    lengths = recommender.histories.lengths
-    long_users = dataset.user_ids[lengths >= 200][:singles]
-    recommender.recommend_user(int(long_users[0]), 10)
-    latencies = []
-    for user in long_users:
-        started = time.perf_counter()
-        recommender.recommend_user(int(user), 10)
-        latencies.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    batch = recommender.recommend_users(None, 10)
-    all_users_s = time.perf_counter() - started
-    scoring = onnx_vs_torch(model_dir, recommender, long_users)
-    return scoring | {"single_user_p50_ms": 1000 * float(np.percentile(latencies, 50)),
-            "single_user_p99_ms": 1000 * float(np.percentile(latencies, 99)),
-            "single_user_calls": len(latencies), "all_users_s": all_users_s,
-            "all_users": int(batch["userId"].nunique())}
-
-
-def onnx_vs_torch(model_dir: Path, recommender: Recommender, users) -> dict:
-    """Model scoring alone for one history of 200 items: PyTorch eager vs ONNX Runtime (bert4rec export --onnx)."""
-    from bert4rec.model.inputs import inference_inputs
-    from bert4rec.serving.export import OnnxScorer, export_onnx
-
-    scorer = OnnxScorer(export_onnx(model_dir, model_dir / "model.onnx"), threads=torch.get_num_threads())
-    seqs, max_len, mask = recommender.histories, recommender.model.config.max_len, recommender.vocab.mask
-    inputs = [inference_inputs(seqs.tokens, seqs.offsets[[u]], seqs.offsets[[u + 1]], max_len, mask)
-              for u in recommender.user_index.reindex(users).to_numpy()]
-    timings = {}
-    with torch.inference_mode():
-        for name, run in (("torch", lambda x: recommender.model.score_last(torch.from_numpy(x))),
-                          ("onnx", scorer.score_last)):
-            run(inputs[0])
-            laps = []
-            for x in inputs:
-                started = time.perf_counter()
-                run(x)
-                laps.append(time.perf_counter() - started)
-            timings[f"{name}_scoring_p50_ms"] = 1000 * float(np.percentile(laps, 50))
-            timings[f"{name}_scoring_p99_ms"] = 1000 * float(np.percentile(laps, 99))
-    return timings
-
-
 def peer_rectools(ratings: Path) -> dict:
     python = Path.home() / ".cache/peers/rectools-venv/bin/python"
     script = HERE.parent.parent / "shared/bench/peer_rectools.py"
@@ -171,15 +125,13 @@ def main() -> None:
             print(f"{name:58s} {row['seconds_per_epoch']:6.1f} s/epoch  {row['useful_gflops']:5.0f} GFLOP/s "
                   f"({row['share_of_fp32_peak']:.0%} of fp32 peak)  NDCG@10 {row['valid_NDCG@10'] or float('nan'):.4f}",
                   flush=True)
-        fast_dir = Path(tmp) / FAST.replace(" ", "_")
         second_seed = run_variant(dataset, FAST, args.quality_epochs, args.seed + 1, Path(tmp) / "seed2")
         results[FAST]["valid_NDCG@10_second_seed"] = second_seed["valid_NDCG@10"]
-        infer = inference(fast_dir, dataset)
     report = {
         "machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
                    f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "data": args.data, "windows_per_epoch": len(windows), "tokens_per_epoch": int((windows != 0).sum()),
-        "analytic_tflops_per_epoch": flops / 1e12, "matmul_peak": peak, "training": results, "inference": infer,
+        "analytic_tflops_per_epoch": flops / 1e12, "matmul_peak": peak, "training": results,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
     if args.peer:
@@ -190,10 +142,7 @@ def main() -> None:
     print(f"\nspeed-up fast vs plain: {plain['seconds_per_epoch'] / fast['seconds_per_epoch']:.2f}x; "
           f"validation NDCG@10 after {args.quality_epochs} epochs: plain {plain['valid_NDCG@10']:.4f}, "
           f"fast {fast['valid_NDCG@10']:.4f} (second seed {fast['valid_NDCG@10_second_seed']:.4f})")
-    print(f"inference: one user p50 {infer['single_user_p50_ms']:.1f} ms, p99 {infer['single_user_p99_ms']:.1f} ms; "
-          f"all {infer['all_users']:,} users {infer['all_users_s']:.2f} s; peak RSS {report['peak_rss_gb']:.2f} GB")
-    print(f"model scoring of one 200-item history, p50: PyTorch {infer['torch_scoring_p50_ms']:.2f} ms, "
-          f"ONNX Runtime {infer['onnx_scoring_p50_ms']:.2f} ms")
+    print(f"peak RSS {report['peak_rss_gb']:.2f} GB")
     print(f"written to {args.out}")
 
 

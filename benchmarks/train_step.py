@@ -1,13 +1,14 @@
 """Training-step speed levers at today's default ML-1M training config, each measured in one run.
 
-    .venv/bin/python benchmarks/train_step.py [--data ../shared/data/ml-1m] [--steps 60] [--timed 240]
+    .venv/bin/python benchmarks/train_step.py [--data ../shared/data/ml-1m] [--steps 60] [--timed 240] [--repeats 3]
 
 Config: the defaults (hidden 64, 2 layers, batch 16, ratings and time gaps read, seen items out of the loss, weight
 averaging). One epoch's cloze samples in length-bucketed batches; every variant trains the same batches from the
 same initial weights. Variants: the dropout (PyTorch's per-element Bernoulli draws, ``nn.Dropout``, or the model's
 ``BitsDropout``) crossed with the optimizer (AdamW's per-tensor loop, or fused). The variants take turns, one step
-each on the same batch, so that a host that slows down mid-run slows them all alike. Writes
-benchmarks/results/train_step.json.
+each on the same batch, so that a host that slows down mid-run slows them all alike; the timed steps run --repeats
+times over. Writes each repeat and the min / median / max of each variant's ms per step (and its speed-up over the
+first variant, repeat by repeat) to benchmarks/results/train_step.json.
 """
 
 from __future__ import annotations
@@ -61,11 +62,31 @@ class Trainer:
         train.optimizer_step(self.model, self.averaged, self.optimizer, self.scheduler, loss, self.grad_clip)
 
 
+def time_steps(trainers: dict, batches: list) -> dict[str, float]:
+    """Seconds each variant spent on ``batches``; the variants take turns on each batch, so that a host slowing
+    down slows all of them alike."""
+    seconds = dict.fromkeys(trainers, 0.0)
+    for batch in batches:
+        for name, trainer in trainers.items():
+            started = time.perf_counter()
+            trainer.step(*batch)
+            seconds[name] += time.perf_counter() - started
+    return seconds
+
+
+def spread(ms_per_step: list[float], speed_up: list[float]) -> dict:
+    def summary(values: list[float]) -> dict:
+        return {"min": min(values), "median": float(np.median(values)), "max": max(values), "runs": values}
+
+    return {"ms_per_step": summary(ms_per_step), "speed_up": summary(speed_up)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared/data/ml-1m"))
     parser.add_argument("--steps", type=int, default=60, help="warm-up steps per variant")
     parser.add_argument("--timed", type=int, default=240, help="timed steps per variant")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the timed steps")
     parser.add_argument("--out", type=Path, default=HERE / "results/train_step.json")
     args = parser.parse_args()
 
@@ -85,21 +106,17 @@ def main() -> None:
     for trainer in trainers.values():  # warm-up round, not timed
         for batch in batches[: args.steps]:
             trainer.step(*batch)
-    seconds = dict.fromkeys(VARIANTS, 0.0)
-    for batch in batches[args.steps :]:  # the variants take turns on each batch: a host slowing down slows all
-        for name, trainer in trainers.items():
-            started = time.perf_counter()
-            trainer.step(*batch)
-            seconds[name] += time.perf_counter() - started
     timed = len(batches) - args.steps
-    before = seconds[next(iter(VARIANTS))]
-    rows = {name: {"ms_per_step": 1000 * s / timed, "speed_up": before / s} for name, s in seconds.items()}
+    repeats = [time_steps(trainers, batches[args.steps :]) for _ in range(args.repeats)]
+    rows = {name: spread([1000 * seconds[name] / timed for seconds in repeats],
+                         [seconds[next(iter(VARIANTS))] / seconds[name] for seconds in repeats])
+            for name in VARIANTS}
     for name, row in rows.items():
-        print(f"{name:45s} {row['ms_per_step']:6.1f} ms/step  {row['speed_up']:.2f}x")
+        print(f"{name:45s} {row['ms_per_step']['median']:6.1f} ms/step  {row['speed_up']['median']:.2f}x")
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
                          f"torch {torch.__version__}, {torch.get_num_threads()} threads",
               "data": args.data, "warm_up_steps": args.steps, "timed_steps": timed,
-              "steps_per_epoch": -(-len(windows) // config.batch_size), "variants": rows}
+              "steps_per_epoch": -(-len(windows) // config.batch_size), "repeats": args.repeats, "variants": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"written to {args.out}")

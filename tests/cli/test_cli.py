@@ -246,6 +246,9 @@ def test_progress_in_a_log_is_one_plain_line_per_epoch(tmp_path):
     assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert "ndcg" not in lines[0] and "best ndcg10=" in lines[1]
     assert "\r" not in result.output and "\x1b[" not in result.output
+    evaluated = run("evaluate", tmp_path / "m", "--split", "valid", "--no-sampled")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "NDCG@10" in evaluated.output and "\r" not in evaluated.output and "full ranking:" not in evaluated.output
 
 
 def small_prepared(tmp_path):

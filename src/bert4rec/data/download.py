@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 
 from platformdirs import user_cache_dir
-from tqdm.auto import tqdm
 
+from bert4rec import progress as bars
 from bert4rec.data.releases import DATA_HOME_ENV, RELEASES
 from bert4rec.errors import DownloadError
 
@@ -58,7 +58,7 @@ def _stream(url: str, out, label: str, progress: bool) -> tuple[int, int | None,
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
-        with tqdm(total=expected, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
+        with bars.bar(None, progress, total=expected, unit="B", unit_scale=True, desc=label) as bar:
             while chunk := response.read(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
 
+from bert4rec import progress as bars
 from bert4rec.data.movielens import (
     Columns,
     missing_column,
@@ -86,7 +86,7 @@ def _first_line(exc: Exception) -> str:
 def _build(con, folder: Path, files: list[str], params: PrepareParams, columns: Columns, tmp: Path,
            progress: bool) -> dict:
     """The four steps, each a few SQL statements over the views the one before it left."""
-    with tqdm(total=4, desc="prepare (out of core)", unit="step", disable=not progress) as steps:
+    with bars.bar(None, progress, total=4, desc="prepare (out of core)", unit="step") as steps:
         steps.set_postfix_str("reading and checking")
         num_raw = _read_rows(con, folder, files, params, columns)
         user_filter = _filter_rows(con, params)

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from bert4rec import progress
 from bert4rec.data.token_types import MASK_ANY
 from bert4rec.model.inputs import exclude_seen, inference_inputs
 from bert4rec.model.modeling import Bert4Rec
@@ -40,7 +40,7 @@ def batched_scores(score_fn: ScoreFn, tokens: np.ndarray, starts: np.ndarray, en
     is off. ``mask_type`` is what the [MASK] slot asks a rating-aware model for. A ``label`` shows a progress
     bar."""
     batches = range(0, len(starts), batch_size)
-    for i in tqdm(batches, desc=label, unit="batch", leave=False, disable=label is None):
+    for i in progress.bar(batches, label is not None, desc=label, unit="batch", leave=False):
         rows = slice(i, i + batch_size)
         s, e = starts[rows], ends[rows]
         type_rows = None if types is None else inference_inputs(types, s, e, max_len, mask_type)

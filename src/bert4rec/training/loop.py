@@ -50,6 +50,21 @@ from bert4rec.training.distributed import Dist
 from bert4rec.training.windows import TrainingWindows, crop, length_bucketed_batches, random_batches
 
 
+@dataclass
+class _Run:
+    """What one training run works with, built once for a new run and a resumed one alike."""
+
+    model: Bert4Rec
+    trained: torch.nn.Module  # the model, wrapped in DDP when distributed
+    averaged: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    data: TrainingWindows
+    loss_fn: ItemLoss
+    device: torch.device
+    dist: Dist
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     """bf16 autocast on CUDA by default. On CPU it is opt-in: with fused attention, bf16 measured slower than fp32
     on an AVX512-BF16 CPU (benchmarks/speed.py)."""
@@ -87,15 +102,14 @@ def epoch_seeds(seed: int, epoch: int, rank: int) -> tuple[np.random.Generator, 
     return np.random.default_rng([seed, epoch]), torch_seed
 
 
-def _epoch(model, averaged, data: TrainingWindows, config: TrainConfig, optimizer, scheduler, device, epoch: int,
-           progress: bool, dist: Dist, loss_fn: ItemLoss) -> tuple[float, float]:
+def _epoch(run: _Run, config: TrainConfig, epoch: int, progress: bool) -> tuple[float, float]:
     """One pass over fresh cloze samples; returns (mean loss, sequences per second on this rank)."""
+    model, dist, device = run.trained, run.dist, run.device
     model.train()
     rng, torch_seed = epoch_seeds(config.seed, epoch, dist.rank)
     torch.manual_seed(torch_seed)
-    mask_token = _mask_token(model)
-    windows, type_windows = data.draw(rng)
-    samples = cloze_samples(windows, mask_token, config.mask_prob, config.last_item_fraction, rng)
+    windows, type_windows = run.data.draw(rng)
+    samples = cloze_samples(windows, run.model.config.mask_token, config.mask_prob, config.last_item_fraction, rng)
     types = None if type_windows is None else cloze_types(type_windows, samples.labels, rng)
     global_batch = config.batch_size * dist.world
     if config.bucketing:
@@ -117,9 +131,9 @@ def _epoch(model, averaged, data: TrainingWindows, config: TrainConfig, optimize
         labels = torch.from_numpy(crop(samples.labels[rows], lengths)).to(device, non_blocking=True)
         token_types = None if types is None else torch.from_numpy(crop(types[rows], lengths)).to(device)
         with autocast:
-            loss = model(inputs, labels, token_types, reduction="sum", loss=loss_fn,
+            loss = model(inputs, labels, token_types, reduction="sum", loss=run.loss_fn,
                          exclude_seen=config.exclude_seen) * (dist.world / masked)
-        optimizer_step(model, averaged, optimizer, scheduler, loss, config.grad_clip)
+        optimizer_step(model, run.averaged, run.optimizer, run.scheduler, loss, config.grad_clip)
         mean_loss = loss.item() * masked / max(1, int((labels != IGNORE).sum())) / dist.world
         total_loss += mean_loss * len(rows)
         seen += len(rows)
@@ -156,25 +170,6 @@ def optimizer_step(model, averaged: AveragedModel | None, optimizer, scheduler, 
     scheduler.step()
     if averaged is not None:
         averaged.update_parameters(getattr(model, "module", model))
-
-
-def _mask_token(model) -> int:
-    return getattr(model, "module", model).config.mask_token
-
-
-@dataclass
-class _Run:
-    """What one training run works with, built once for a new run and a resumed one alike."""
-
-    model: Bert4Rec
-    trained: torch.nn.Module  # the model, wrapped in DDP when distributed
-    averaged: AveragedModel | None
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    data: TrainingWindows
-    loss_fn: ItemLoss
-    device: torch.device
-    dist: Dist
 
 
 def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig | None = None,
@@ -271,8 +266,7 @@ def _start(run: _Run, out: Path, dataset: PreparedDataset, model_config: Bert4Re
 
 def _train_epoch(run: _Run, config: TrainConfig, epoch: int, state: TrainState, progress: bool) -> dict:
     started = time.perf_counter()
-    loss, seq_per_s = _epoch(run.trained, run.averaged, run.data, config, run.optimizer, run.scheduler,
-                             run.device, epoch, progress, run.dist, run.loss_fn)
+    loss, seq_per_s = _epoch(run, config, epoch, progress)
     record = {"epoch": epoch, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
               "seq_per_s": seq_per_s * run.dist.world, "train_seconds": time.perf_counter() - started}
     state.train_seconds += record["train_seconds"]
