@@ -99,19 +99,47 @@ def result(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.json").read_text())
 
 
+def spread(figure: dict | float, digits: int, unit: str = "") -> str:
+    """The median of the repeats, with their range; a report from before repeats has one figure, printed alone."""
+    if not isinstance(figure, dict):
+        return f"{figure:.{digits}f}{unit}"
+    return f"{figure['median']:.{digits}f}{unit} ({figure['min']:.{digits}f}–{figure['max']:.{digits}f})"
+
+
 def speed_table() -> str:
-    """benchmarks/speed.py: seconds per epoch of each training lever, and its share of the fp32 matmul peak."""
+    """benchmarks/speed.py: each training lever's seconds per epoch and its share of the fp32 matmul peak, the
+    median of the rounds with their range."""
     speed = result("speed")
     rows = ["| variant | s / epoch | sequences / s | useful GFLOP/s | share of fp32 peak |", "|---|---|---|---|---|"]
     for name, run in speed["training"].items():
-        rows.append(f"| {name} | {run['seconds_per_epoch']:.1f} | {run['sequences_per_s']:,.0f} | "
-                    f"{run['useful_gflops']:.0f} | {run['share_of_fp32_peak']:.0%} |")
+        share = scaled(run["share_of_fp32_peak"], 100)
+        rows.append(f"| {name} | {spread(run['seconds_per_epoch'], 1)} | {spread(run['sequences_per_s'], 0)} | "
+                    f"{spread(run['useful_gflops'], 0)} | {spread(share, 0, '%')} |")
+    rows += [f"| {name} | not measured: {why} | | | |" for name, why in speed.get("skipped", {}).items()]
     return "\n".join(rows) + "\n"
 
 
-def spread(figure: dict, digits: int, unit: str = "") -> str:
-    """The median of the repeats, with their range."""
-    return f"{figure['median']:.{digits}f}{unit} ({figure['min']:.{digits}f}–{figure['max']:.{digits}f})"
+def scaled(figure: dict | float, factor: float) -> dict | float:
+    """A figure, or each of its min / median / max, times ``factor``."""
+    if isinstance(figure, dict):
+        return {key: value * factor for key, value in figure.items() if key in ("min", "median", "max")}
+    return figure * factor
+
+
+def median(figure: dict | float) -> float:
+    return figure["median"] if isinstance(figure, dict) else figure
+
+
+def speed_guard_table() -> str:
+    """benchmarks/speed.py: the default against the plain version, speed and validation NDCG@10."""
+    speed = result("speed")["training"]
+    plain, fast = next(iter(speed.values())), list(speed.values())[-1]
+    before, after = median(plain["seconds_per_epoch"]), median(fast["seconds_per_epoch"])
+    return ("| | plain | default |\n|---|---|---|\n"
+            f"| s / epoch (median) | {before:.1f} | {after:.1f} ({before / after:.1f}× faster) |\n"
+            f"| validation NDCG@10 after {fast.get('quality_epochs', fast['epochs'])} epochs | "
+            f"{plain['valid_NDCG@10']:.4f} | {fast['valid_NDCG@10']:.4f} "
+            f"(second seed {fast['valid_NDCG@10_second_seed']:.4f}) |\n")
 
 
 def inference_table() -> str:
@@ -149,31 +177,42 @@ def gpu_table() -> str:
 
 
 def prepare_table() -> str:
+    """benchmarks/prepare.py: the median of the repeats, with their range."""
     prep = result("prepare")
+    cells = [spread(prep[name], 1, " s") for name in ("read_s", "prepare_s", "write_s", "total_s")]
+    rows_per_s = scaled(prep["rows_per_s"], 1e-6)
     return ("| read | prepare | write | total | rows / s | peak RSS |\n|---|---|---|---|---|---|\n"
-            f"| {prep['read_s']:.1f} s | {prep['prepare_s']:.1f} s | {prep['write_s']:.1f} s | {prep['total_s']:.1f} s "
-            f"| {prep['rows_per_s'] / 1e6:.1f} M | {prep['peak_rss_gb']:.1f} GB |\n")
+            f"| {' | '.join(cells)} | {spread(rows_per_s, 2, ' M')} | {spread(prep['peak_rss_gb'], 2, ' GB')} |\n")
 
 
 def out_of_core_table() -> str:
+    """benchmarks/prepare_out_of_core.py: the median of the repeats, with their range."""
     prep = result("prepare_out_of_core")
     stats = prep["stats"]
+    rows_per_s = scaled(prep["rows_per_s"], 1e-6)
     return ("| interactions | prepare | rows / s | peak RSS | output |\n|---|---|---|---|---|\n"
-            f"| {prep['rows']:,} | {prep['prepare_s']:.1f} s | {prep['rows_per_s'] / 1e6:.2f} M | "
-            f"{prep['peak_rss_gb']:.2f} GB | {prep['output_gb']:.1f} GB, {stats['num_users']:,} users, "
+            f"| {prep['rows']:,} | {spread(prep['prepare_s'], 1, ' s')} | {spread(rows_per_s, 2, ' M')} | "
+            f"{spread(prep['peak_rss_gb'], 2, ' GB')} | {prep['output_gb']:.1f} GB, {stats['num_users']:,} users, "
             f"{stats['num_items']:,} items |\n")
 
 
 def large_catalog_table() -> str:
+    """benchmarks/large_catalog.py: the median of the repeats, with their range."""
     labels = {"full-unchunked": "exact, all logits at once (before chunking)", "full": "**exact, chunked (default)**",
               "sampled-1024": "sampled, 1,024 negatives", "sampled-8192": "sampled, 8,192 negatives"}
     runs = result("large_catalog")["results"]
     rows = ["| loss | s / step | peak RSS | extra RSS |", "|---|---|---|---|"]
     for key, label in labels.items():
         run = runs[key]
-        rows.append(f"| {label} | {run['seconds_per_step']:.2f} | {run['peak_rss_gb']:.2f} GB | "
-                    f"{run['peak_rss_gb'] - run['rss_before_gb']:.2f} GB |")
+        rows.append(f"| {label} | {spread(run['seconds_per_step'], 2)} | {spread(run['peak_rss_gb'], 2, ' GB')} | "
+                    f"{spread(run['extra_rss_gb'], 2, ' GB')} |")
     return "\n".join(rows) + "\n"
+
+
+def large_catalog_eval_table() -> str:
+    run = result("large_catalog")["results"]["eval"]
+    return ("| s per 1,000 users | extra RSS |\n|---|---|\n"
+            f"| {spread(run['seconds_per_1000_users'], 2, ' s')} | {spread(run['extra_rss_gb'], 2, ' GB')} |\n")
 
 
 def named(pattern: str) -> list[str]:
@@ -233,12 +272,14 @@ TABLES: dict[str, Callable[[], str]] = {
     "mllatestsmall": lambda: runs_table(named("mllatestsmall-*")),
     "serve": serve_table,
     "speed": speed_table,
+    "speed-guard": speed_guard_table,
     "inference": inference_table,
     "train-step": train_step_table,
     "gpu": gpu_table,
     "prepare": prepare_table,
     "prepare-out-of-core": out_of_core_table,
     "large-catalog": large_catalog_table,
+    "large-catalog-eval": large_catalog_eval_table,
 }
 
 

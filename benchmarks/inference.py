@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from repeats import summarize
 
 from bert4rec.model.inputs import inference_inputs
 from bert4rec.serving.export import OnnxScorer, export_onnx
@@ -80,13 +81,12 @@ def main() -> None:
     for repeat in range(args.repeats):
         runs.append(one_repeat(recommender, scorer, users, histories))
         print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[-1].items()), flush=True)
-    spread = {name: {"min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
-              for name in runs[0] for values in [[run[name] for run in runs]]}
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                          f"{torch.get_num_threads()} threads",
               "model_dir": str(args.model_dir), "items": recommender.vocab.num_items,
               "users": len(recommender.user_index), "single_user_calls": len(users), "repeats": args.repeats,
-              **spread, "runs": runs, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+              **summarize(runs, runs[0]), "runs": runs,
+              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"written to {args.out}")

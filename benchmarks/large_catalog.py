@@ -1,12 +1,13 @@
 """Benchmark training losses on an ML-32M-sized catalogue (87,000 items): memory and seconds per step.
 
     .venv/bin/python benchmarks/large_catalog.py [--items 87000] [--batch-size 128] [--max-len 200] [--steps 5]
-        [--out FILE.json]
+        [--repeats 3] [--out FILE.json]
 
 Synthetic histories (full-length, so every batch has ~batch x max_len x 0.2 masked positions), the default model
 (hidden 64, 2 layers), AdamW. Each variant runs in a fresh process, which reports its seconds per training step
 (after one warm-up step) and its peak RSS; "eval" scores 2,048 users against the whole catalogue as full-ranking
-evaluation and recommendation do. Variants:
+evaluation and recommendation do. The variants take turns, --repeats times over; the report has every run and the
+min / median / max of each figure. Variants:
   full-unchunked  exact softmax, all (positions x items) logits at once (what the loss did before chunking)
   full            exact softmax in chunks of positions (the default; same loss and gradients)
   sampled-1024 / sampled-8192   sampled softmax with that many popularity negatives, log-Q corrected
@@ -21,6 +22,8 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from repeats import summarize
 
 VARIANTS = ("full-unchunked", "full", "sampled-1024", "sampled-8192", "eval")
 
@@ -75,6 +78,17 @@ print(json.dumps({"seconds_per_step": float(np.median(times[1:])), "masked_posit
 """
 
 
+def run_variant(variant: str, args: argparse.Namespace) -> dict:
+    """One variant in a fresh process (so that its peak RSS is its own)."""
+    done = subprocess.run([sys.executable, "-c", WORKER, variant, str(args.items), str(args.batch_size),
+                           str(args.max_len), str(args.steps)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{variant}: {done.stderr.strip().splitlines()[-1]}")
+    result = json.loads(done.stdout)
+    result["extra_rss_gb"] = result["peak_rss_gb"] - result["rss_before_gb"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=87_000)
@@ -82,24 +96,24 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=200)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/large_catalog.json"))
     args = parser.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {__import__('torch').__version__}"
     print(f"{args.items:,} items, batch {args.batch_size} x {args.max_len}, mask 0.2 — {machine}")
-    results = {}
-    for variant in args.variants:
-        done = subprocess.run([sys.executable, "-c", WORKER, variant, str(args.items), str(args.batch_size),
-                               str(args.max_len), str(args.steps)], capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"{variant}: {done.stderr.strip().splitlines()[-1]}")
-        results[variant] = result = json.loads(done.stdout)
-        extra = result["peak_rss_gb"] - result["rss_before_gb"]
-        timing = (f"{result['seconds_per_step']:6.2f} s/step" if "seconds_per_step" in result
-                  else f"{result['seconds_per_1000_users']:6.2f} s/1000 users")
-        print(f"  {variant:15s} {timing}   peak RSS {result['peak_rss_gb']:5.2f} GB "
-              f"(+{extra:.2f} GB over the model and data)")
+    runs = {variant: [] for variant in args.variants}
+    for _ in range(args.repeats):
+        for variant in args.variants:
+            runs[variant].append(result := run_variant(variant, args))
+            extra = result["peak_rss_gb"] - result["rss_before_gb"]
+            timing = (f"{result['seconds_per_step']:6.2f} s/step" if "seconds_per_step" in result
+                      else f"{result['seconds_per_1000_users']:6.2f} s/1000 users")
+            print(f"  {variant:15s} {timing}   peak RSS {result['peak_rss_gb']:5.2f} GB "
+                  f"(+{extra:.2f} GB over the model and data)", flush=True)
+    results = {variant: summarize(rows, [k for k in rows[0] if k != "masked_positions"]) | {"runs": rows}
+               for variant, rows in runs.items()}
     report = {"items": args.items, "batch_size": args.batch_size, "max_len": args.max_len, "machine": machine,
-              "results": results}
+              "repeats": args.repeats, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"written to {args.out}")

@@ -1,10 +1,12 @@
 """Benchmark `prepare` on a synthetic ratings table with ML-32M's shape.
 
-    .venv/bin/python benchmarks/prepare.py [--rows 32000000] [--users 200000] [--items 87000] [--out FILE.json]
+    .venv/bin/python benchmarks/prepare.py [--rows 32000000] [--users 200000] [--items 87000] [--repeats 3]
+        [--out FILE.json]
 
 Generates the table (long-tailed item popularity, log-normal user activity, per-user increasing timestamps with
-ties) as ratings.parquet in a temporary folder, then, in a fresh process, times reading it, preparing it and writing
-the prepared folder, and reports rows/s and that process's peak RSS. Target on the 2-core machine: 32M rows in under
+ties) as ratings.parquet in a temporary folder, then, in a fresh process per repeat, times reading it, preparing it
+and writing the prepared folder, and reports rows/s and that process's peak RSS: each repeat, and the min / median
+/ max of each figure. Target on the 2-core machine: 32M rows in under
 60 s with under 6 GB peak RSS.
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from repeats import summarize
 
 WORKER = """
 import json, resource, sys, time
@@ -65,11 +67,20 @@ def synthetic_ratings(rows: int, users: int, items: int, seed: int = 0) -> pd.Da
                          "timestamp": timestamps[shuffle]})
 
 
+def run_worker(folder: Path) -> dict:
+    """One timed read → prepare → write, in a fresh process (so that its peak RSS is its own)."""
+    done = subprocess.run([sys.executable, "-c", WORKER, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(done.stderr)
+    return json.loads(done.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=32_000_000)
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=87_000)
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes timed, one after another")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prepare.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,25 +88,22 @@ def main() -> None:
         t0 = time.perf_counter()
         synthetic_ratings(args.rows, args.users, args.items).to_parquet(folder / "ratings.parquet")
         generate_s = time.perf_counter() - t0
-        done = subprocess.run([sys.executable, "-c", WORKER, str(folder)], capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(done.stderr)
-        result = json.loads(done.stdout)
-    result |= {
+        runs = [run_worker(folder) for _ in range(args.repeats)]
+    for run in runs:
+        run["rows_per_s"] = args.rows / run["total_s"]
+    result = {
         "rows": args.rows, "users": args.users, "items": args.items, "generate_s": generate_s,
-        "rows_per_s": args.rows / result["total_s"],
-        "child_peak_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "stats": runs[0]["stats"], "repeats": args.repeats,
+        **summarize(runs, ("read_s", "prepare_s", "write_s", "total_s", "rows_per_s", "peak_rss_gb")), "runs": runs,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                    f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"prepare on {args.rows:,} synthetic rows ({args.users:,} users, {args.items:,} items) — {result['machine']}")
-    print(f"  read     {result['read_s']:7.1f} s")
-    print(f"  prepare  {result['prepare_s']:7.1f} s")
-    print(f"  write    {result['write_s']:7.1f} s")
-    print(f"  total    {result['total_s']:7.1f} s   {result['rows_per_s'] / 1e6:.2f} M rows/s")
-    print(f"  peak RSS {result['peak_rss_gb']:7.2f} GB")
+    for name in ("read_s", "prepare_s", "write_s", "total_s", "peak_rss_gb"):
+        figure = result[name]
+        print(f"  {name:12s} median {figure['median']:7.2f}  (min {figure['min']:.2f}, max {figure['max']:.2f})")
     print(f"  kept     {result['stats']}")
     print(f"written to {args.out}")
 

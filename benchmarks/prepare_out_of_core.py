@@ -1,13 +1,14 @@
 """Benchmark the out-of-core prepare (DuckDB) on a synthetic partitioned parquet dataset larger than memory.
 
     .venv/bin/python benchmarks/prepare_out_of_core.py [--rows 200000000] [--files 200] [--users 1000000]
-        [--items 87000] [--memory-limit 4GB] [--work-dir DIR] [--keep] [--out FILE.json]
+        [--items 87000] [--memory-limit 4GB] [--work-dir DIR] [--keep] [--repeats 3] [--out FILE.json]
 
 Writes the table as --files parquet files, one per "day" (a user's interactions are spread over many files,
-timestamps at one-second resolution so that some tie), then, in a fresh process, runs
+timestamps at one-second resolution so that some tie), then, in a fresh process per repeat, runs
 ``outofcore.prepare_partitioned`` and reports rows/s and that process's peak RSS (DuckDB's native memory
-included). Target on the 2-core, 24 GiB machine: 200M interactions with under 8 GB peak RSS. For scale: the in-memory
-path peaked at 4.6 GB on 32M rows (benchmarks/prepare.py), about 29 GB at 200M.
+included): each repeat, and the min / median / max of each figure. Target on the 2-core, 24 GiB machine: 200M
+interactions with under 8 GB peak RSS. For scale: benchmarks/prepare.py measures the in-memory path's peak RSS on 32M
+rows, which grows in proportion to the rows.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from repeats import summarize
 
 WORKER = """
 import json, resource, sys, time
@@ -67,6 +69,19 @@ def write_partitions(folder: Path, rows: int, files: int, users: int, items: int
         pq.write_table(table, part / "part-0.parquet")
 
 
+def run_worker(data: Path, out: Path, memory_limit: str) -> dict:
+    """One timed out-of-core prepare in a fresh process (so that its peak RSS is its own); its output removed."""
+    shutil.rmtree(out, ignore_errors=True)
+    done = subprocess.run([sys.executable, "-c", WORKER, str(data), str(out), memory_limit],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(done.stderr)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["output_gb"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e9
+    shutil.rmtree(out)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000_000)
@@ -76,6 +91,7 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="4GB")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the data, spill and output go")
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the generated data in --work-dir")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes timed, one after another")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prepare_out_of_core.json"))
     args = parser.parse_args()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bert4rec-ooc-"))
@@ -87,21 +103,16 @@ def main() -> None:
         data.with_suffix(".tmp").rename(data)
         generate_s = time.perf_counter() - started
     input_gb = sum(p.stat().st_size for p in data.rglob("*.parquet")) / 1e9
-    out = work / "prepared"
-    shutil.rmtree(out, ignore_errors=True)
-    done = subprocess.run([sys.executable, "-c", WORKER, str(data), str(out), args.memory_limit],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(done.stderr)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    output_gb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e9
-    shutil.rmtree(out)
+    runs = [run_worker(data, work / "prepared", args.memory_limit) for _ in range(args.repeats)]
     if not args.keep:
         shutil.rmtree(work if args.work_dir is None else data)
-    result |= {
+    for run in runs:
+        run["rows_per_s"] = args.rows / run["prepare_s"]
+    result = {
         "rows": args.rows, "files": args.files, "users": args.users, "items": args.items,
-        "memory_limit": args.memory_limit, "generate_s": generate_s, "input_gb": input_gb, "output_gb": output_gb,
-        "rows_per_s": args.rows / result["prepare_s"],
+        "memory_limit": args.memory_limit, "generate_s": generate_s, "input_gb": input_gb,
+        "output_gb": runs[0]["output_gb"], "stats": runs[0]["stats"], "repeats": args.repeats,
+        **summarize(runs, ("prepare_s", "rows_per_s", "peak_rss_gb")), "runs": runs,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
                    f"Python {platform.python_version()}",
@@ -110,9 +121,10 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2))
     print(f"out-of-core prepare of {args.rows:,} rows in {args.files} parquet files ({input_gb:.1f} GB) — "
           f"{result['machine']}")
-    print(f"  prepare   {result['prepare_s']:8.1f} s   {result['rows_per_s'] / 1e6:.2f} M rows/s")
-    print(f"  peak RSS  {result['peak_rss_gb']:8.2f} GB   (DuckDB memory limit {args.memory_limit})")
-    print(f"  output    {output_gb:8.1f} GB   {result['stats']}")
+    for name in ("prepare_s", "peak_rss_gb"):
+        figure = result[name]
+        print(f"  {name:12s} median {figure['median']:8.2f}  (min {figure['min']:.2f}, max {figure['max']:.2f})")
+    print(f"  output    {result['output_gb']:8.1f} GB   {result['stats']}")
     print(f"written to {args.out}")
 
 

@@ -29,6 +29,7 @@ import aiohttp
 import httpx
 import numpy as np
 import pandas as pd
+from repeats import summarize
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,13 +81,11 @@ async def level(url: str, clients: int, bodies: list[dict], max_requests: int, m
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
-def spread(clients: int, rows: list[dict]) -> dict:
+def level_summary(clients: int, rows: list[dict]) -> dict:
     """One level's runs, and the min / median / max of each figure over them."""
-    figures = ("requests_per_s", "p50_ms", "p99_ms", "max_ms")
-    summary = {name: {"min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
-               for name in figures for values in [[row[name] for row in rows]]}
     return {"clients": clients, "errors": sum(row["errors"] for row in rows),
-            "requests": sum(row["requests"] for row in rows), **summary, "runs": rows}
+            "requests": sum(row["requests"] for row in rows),
+            **summarize(rows, ("requests_per_s", "p50_ms", "p99_ms", "max_ms")), "runs": rows}
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -136,7 +135,7 @@ def main() -> None:
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (client and server share them)",
               "server_threads": args.threads, "repeats": args.repeats,
               "model_dir": str(args.model_dir), "history_length": args.history, "k": 10,
-              "levels": [spread(clients, rows) for clients, rows in runs.items()]}
+              "levels": [level_summary(clients, rows) for clients, rows in runs.items()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"written to {args.out}")

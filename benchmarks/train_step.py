@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from repeats import spread
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -74,13 +75,6 @@ def time_steps(trainers: dict, batches: list) -> dict[str, float]:
     return seconds
 
 
-def spread(ms_per_step: list[float], speed_up: list[float]) -> dict:
-    def summary(values: list[float]) -> dict:
-        return {"min": min(values), "median": float(np.median(values)), "max": max(values), "runs": values}
-
-    return {"ms_per_step": summary(ms_per_step), "speed_up": summary(speed_up)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared/data/ml-1m"))
@@ -108,8 +102,10 @@ def main() -> None:
             trainer.step(*batch)
     timed = len(batches) - args.steps
     repeats = [time_steps(trainers, batches[args.steps :]) for _ in range(args.repeats)]
-    rows = {name: spread([1000 * seconds[name] / timed for seconds in repeats],
-                         [seconds[next(iter(VARIANTS))] / seconds[name] for seconds in repeats])
+    before = next(iter(VARIANTS))
+    rows = {name: {"ms_per_step": spread([1000 * seconds[name] / timed for seconds in repeats]),
+                   "speed_up": spread([seconds[before] / seconds[name] for seconds in repeats]),
+                   "runs_ms_per_step": [1000 * seconds[name] / timed for seconds in repeats]}
             for name in VARIANTS}
     for name, row in rows.items():
         print(f"{name:45s} {row['ms_per_step']['median']:6.1f} ms/step  {row['speed_up']['median']:.2f}x")

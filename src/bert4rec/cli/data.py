@@ -101,11 +101,10 @@ def prepare_command(
         console.print(f"written to {out}")
 
 
-def load_dataset(data: str, params=None, columns=None):
-    """A prepared folder as it is, or any other dataset prepared on the fly with the given (or default) settings."""
+def load_dataset(data: str):
+    """A prepared folder as it is, or any other dataset prepared on the fly with the default settings."""
     from bert4rec.data import movielens, preprocess
 
     if preprocess.is_prepared_dir(Path(data)):
         return preprocess.load_prepared(Path(data))
-    raw = movielens.load(data, columns or movielens.Columns())
-    return preprocess.prepare(raw, params or preprocess.PrepareParams())
+    return preprocess.prepare(movielens.load(data))
