@@ -137,7 +137,7 @@ def speed_guard_table() -> str:
     before, after = median(plain["seconds_per_epoch"]), median(fast["seconds_per_epoch"])
     return ("| | plain | default |\n|---|---|---|\n"
             f"| s / epoch (median) | {before:.1f} | {after:.1f} ({before / after:.1f}× faster) |\n"
-            f"| validation NDCG@10 after {fast.get('quality_epochs', fast['epochs'])} epochs | "
+            f"| validation NDCG@10 after {fast.get('quality_epochs') or fast.get('epochs')} epochs | "
             f"{plain['valid_NDCG@10']:.4f} | {fast['valid_NDCG@10']:.4f} "
             f"(second seed {fast['valid_NDCG@10_second_seed']:.4f}) |\n")
 
