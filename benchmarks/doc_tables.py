@@ -33,7 +33,8 @@ MARKER = re.compile(r"<!-- table: (?P<name>[\w-]+) .*?-->\n(?P<body>.*?)<!-- end
 
 
 def report(run: str) -> dict:
-    return json.loads((RESULTS / f"quality-{run}.json").read_text())
+    """A quality run's report, by run name."""
+    return result(f"quality-{run}")
 
 
 def settings(args: dict) -> str:

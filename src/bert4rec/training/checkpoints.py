@@ -77,11 +77,3 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig = curves_figure(history)
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
 
-
-def read_history(folder: Path) -> list[dict]:
-    """The per-epoch records a run has written so far."""
-    path = Path(folder) / HISTORY_FILE
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise Bert4RecError(f"{path}: unreadable training history ({exc})") from None
