@@ -90,6 +90,36 @@ def test_bad_requests_get_4xx(client, body, status, fragment):
     assert fragment in response.text
 
 
+NON_FINITE = ("NaN", "Infinity", "-Infinity")  # accepted by Python's JSON parser, not by strict JSON
+NUMBER_SLOTS = {  # every place a number goes in a request body, with {} where the number is written
+    "rating": '{"history": [{"movieId": 1, "rating": {}}]}',
+    "timestamp": '{"history": [{"movieId": 1, "timestamp": {}}]}',
+    "movieId": '{"history": [{"movieId": {}}]}',
+    "title rating": '{"history": [{"title": "Heat", "rating": {}}]}',
+    "k": '{"history": [{"movieId": 1}], "k": {}}',
+    "year_min": '{"history": [{"movieId": 1}], "year_min": {}}',
+    "year_max": '{"history": [{"movieId": 1}], "year_max": {}}',
+    "exclude": '{"history": [{"movieId": 1}], "exclude": [{}]}',
+}
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+@pytest.mark.parametrize("slot", NUMBER_SLOTS)
+def test_non_finite_numbers_in_a_body_get_422(client, slot, number):
+    body = NUMBER_SLOTS[slot].replace("{}", number)
+    response = client.post("/recommendations", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "finite number" in response.text
+
+
+@pytest.mark.parametrize("number", [*NON_FINITE, "nan", "inf"])
+def test_non_finite_numbers_in_paths_and_queries_get_422(client, number):
+    for url in (f"/movies/{number}", f"/users/{number}/recommendations", f"/users/1/recommendations?k={number}",
+                f"/movies?q=a&limit={number}"):
+        response = client.get(url)
+        assert response.status_code == 422, (url, response.text)
+
+
 def test_ambiguous_title_lists_candidates(client):
     response = client.post("/recommendations", json={"history": [{"title": "hamlet"}]})
     assert {c["title"] for c in response.json()["candidates"]} >= {"Hamlet (1990)", "Hamlet (1996)"}

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from bert4rec.errors import AmbiguousTitleError, Bert4RecError, UnknownItemError, UnknownUserError
@@ -178,8 +181,24 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
 ERROR_RESPONSES = {404: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
 
+def _json_safe(value):
+    """``value`` with every NaN or infinite float replaced by its name, which strict JSON can carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Expected failures become a 4xx whose body says what was wrong."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # Python's JSON parser accepts NaN and Infinity; echoing them back as the offending input must not fail.
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, 422)
 
     @app.exception_handler(AmbiguousTitleError)
     async def ambiguous(request: Request, exc: AmbiguousTitleError):

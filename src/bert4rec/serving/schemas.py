@@ -14,7 +14,8 @@ INT64 = {"ge": -(2**63), "le": 2**63 - 1}
 
 class Watched(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rating: float | None = Field(None, ge=0, le=5, description="0-5 stars; read by rating-aware models.")
+    rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False,
+                                 description="0-5 stars; read by rating-aware models.")
     timestamp: int | None = Field(None, ge=0, le=2**53, description="When it was watched, Unix seconds; read by "
                                   "time-aware models when every movie of the history has one.")
 
