@@ -49,11 +49,21 @@ def epochs(rep: dict) -> str:
     return f"{rep['epochs_run']} ({rep['best_epoch'] or 'last'})"
 
 
-def runs_table(runs: list[str], notes: dict[str, str] | None = None) -> str:
-    """One row per run: its settings, validation of the chosen epoch and test, evaluated once."""
+def baseline(data: str) -> dict:
+    """The most-popular baseline on a dataset's split (benchmarks/baseline.py), by the data label (e.g. ml1m)."""
+    return result(f"baseline-{data}")
+
+
+def runs_table(data: str, runs: list[str], notes: dict[str, str] | None = None) -> str:
+    """One row per run: its settings, validation of the chosen epoch and test, evaluated once; the most-popular
+    baseline of the dataset first."""
     notes = notes or {}
     rows = ["| run | settings | epochs (best) | s / epoch | valid NDCG@10 | valid HR@10 | test NDCG@10 | test HR@10 "
             "| test sampled-100 NDCG@10 |", "|---|---|---|---|---|---|---|---|---|"]
+    popular = baseline(data)
+    rows.append(f"| most popular | — | — | — | {popular['valid']['full']['NDCG@10']:.4f} | "
+                f"{popular['valid']['full']['HR@10']:.4f} | {popular['test']['full']['NDCG@10']:.4f} | "
+                f"{popular['test']['full']['HR@10']:.4f} | {popular['test']['sampled_100']['NDCG@10']:.4f} |")
     for run in runs:
         rep = report(run)
         test = rep["test"]["model"]
@@ -66,8 +76,8 @@ def runs_table(runs: list[str], notes: dict[str, str] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
-def metrics_table(labelled: dict[str, str], notes: dict[str, str] | None = None) -> str:
-    """Test metrics of each run, under its label, after the most-popular baseline of the first run's split."""
+def metrics_table(data: str, labelled: dict[str, str], notes: dict[str, str] | None = None) -> str:
+    """Test metrics of each run, under its label, after the dataset's most-popular baseline."""
     notes = notes or {}
     columns = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR")
     rows = ["| model | run | epochs (best) | training minutes | " + " | ".join(columns)
@@ -77,8 +87,7 @@ def metrics_table(labelled: dict[str, str], notes: dict[str, str] | None = None)
         return " | ".join([f"{result['full'][c]:.4f}" for c in columns]
                           + [f"{result['sampled_100'][c]:.4f}" for c in ("HR@10", "NDCG@10")])
 
-    first = report(next(iter(labelled)))
-    rows.append(f"| most popular | — | — | — | {cells(first['test']['most_popular'])} |")
+    rows.append(f"| most popular | — | — | — | {cells(baseline(data)['test'])} |")
     for run, label in labelled.items():
         rep = report(run)
         rows.append(f"| {label} | `{rep['name']}` | {epochs(rep)} | {rep['train_minutes']:.1f}{notes.get(run, '')} | "
@@ -252,8 +261,7 @@ def headline_table() -> str:
     """The README's table: each recipe's validated run on ML-1M, minutes and hardware."""
     rows = ["| recipe | test NDCG@10 | test HR@10 | sampled-100 NDCG@10 | training minutes | hardware |",
             "|---|---|---|---|---|---|"]
-    first = report(next(iter(HEADLINE)))
-    popular = first["test"]["most_popular"]
+    popular = baseline("ml1m")["test"]
     rows.append(f"| most popular (baseline) | {popular['full']['NDCG@10']:.4f} | {popular['full']['HR@10']:.4f} | "
                 f"{popular['sampled_100']['NDCG@10']:.4f} | — | — |")
     for run, label in HEADLINE.items():
@@ -266,11 +274,11 @@ def headline_table() -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "headline": headline_table,
-    "ml1m-runs": lambda: metrics_table(ML1M_RUNS, {"ml1m-b16-ra-time-excl-ema-shift-190ep-holdout-test": "§"}),
-    "ml1m-e20": lambda: runs_table(named("ml1m-e20-*"), E20_NOTES),
-    "ml1m-40ep": lambda: runs_table([*named("ml1m-abl-*"), "ml1m-h128-60ep", "ml1m-paper-config-200ep"]),
-    "ml100k": lambda: runs_table(named("ml100k-*")),
-    "mllatestsmall": lambda: runs_table(named("mllatestsmall-*")),
+    "ml1m-runs": lambda: metrics_table("ml1m", ML1M_RUNS, {"ml1m-b16-ra-time-excl-ema-shift-190ep-holdout-test": "§"}),
+    "ml1m-e20": lambda: runs_table("ml1m", named("ml1m-e20-*"), E20_NOTES),
+    "ml1m-40ep": lambda: runs_table("ml1m", [*named("ml1m-abl-*"), "ml1m-h128-60ep", "ml1m-paper-config-200ep"]),
+    "ml100k": lambda: runs_table("ml100k", named("ml100k-*")),
+    "mllatestsmall": lambda: runs_table("mllatestsmall", named("mllatestsmall-*")),
     "serve": serve_table,
     "speed": speed_table,
     "speed-guard": speed_guard_table,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bert4rec.cli import app
 from bert4rec.data import movielens, preprocess
 from bert4rec.data.outofcore import prepare_partitioned
-from bert4rec.data.preprocess import PrepareParams
+from bert4rec.data.preprocess import TEST, TRAIN, VALID, PrepareParams
 from bert4rec.errors import DataError
 
 runner = CliRunner()
@@ -73,6 +73,19 @@ def test_ties_follow_file_order(tmp_path):
     table = pq.read_table(tmp_path / "out" / "interactions.parquet").to_pandas()
     assert table["item_id"].tolist() == [1, 2, 3, 4, 5]
     assert table["split"].tolist() == [0, 0, 0, 1, 2]
+
+
+def test_a_user_with_three_items_gets_train_valid_test_in_both_engines(tmp_path):
+    folder = tmp_path / "data"
+    users = [1, 1, 2, 2, 2, 3, 3, 3, 3]  # two, three and four items
+    write_one(folder, userId=users, movieId=[1, 2, 1, 2, 3, 1, 2, 3, 4], rating=[4.0] * 9, timestamp=list(range(9)))
+    params = PrepareParams(None, 1, 1)
+    prepare_partitioned(folder, tmp_path / "duckdb", params, progress=False)
+    duckdb = pq.read_table(tmp_path / "duckdb" / "interactions.parquet").to_pandas()
+    memory = preprocess.prepare(movielens.load(folder), params).interactions
+    expected = [TRAIN, TRAIN, TRAIN, VALID, TEST, TRAIN, TRAIN, VALID, TEST]
+    for engine in (duckdb, memory):
+        assert engine["user_id"].tolist() == users and engine["split"].tolist() == expected
 
 
 def write_one(folder, **columns):

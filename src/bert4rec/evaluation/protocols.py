@@ -81,14 +81,19 @@ def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
 
 @torch.inference_mode()
 def full_ranking_ranks(score_fn: ScoreFn, data: EvalSet, max_len: int, mask_token: int,
-                       batch_size: int = BATCH_SIZE, progress: bool = False) -> np.ndarray:
-    """(U,) rank of each target among all items not in the user's history."""
+                       batch_size: int = BATCH_SIZE, progress: bool = False) -> metrics.Ranks:
+    """Where each target ranks among all items not in the user's history."""
     ranks = []
     for rows, scores in batched_scores(score_fn, data.tokens, data.starts, data.ends, max_len, mask_token,
                                        data.types, data.mask_type, batch_size=batch_size,
                                        label="full ranking" if progress else None):
-        ranks.append(metrics.target_ranks(scores, torch.from_numpy(data.targets[rows]).to(scores.device)).cpu())
-    return torch.cat(ranks).numpy()
+        targets = torch.from_numpy(data.targets[rows]).to(scores.device)
+        ranks.append(_ranks(*metrics.target_ranks(scores, targets)))
+    return metrics.Ranks.concat(ranks)
+
+
+def _ranks(above: torch.Tensor, tied: torch.Tensor) -> metrics.Ranks:
+    return metrics.Ranks(above.cpu().numpy(), tied.cpu().numpy())
 
 
 def sample_negatives(data: EvalSet, popularity: np.ndarray, num: int, seed: int) -> np.ndarray:
@@ -114,15 +119,15 @@ def sample_negatives(data: EvalSet, popularity: np.ndarray, num: int, seed: int)
 
 @torch.inference_mode()
 def sampled_ranks(score_fn: ScoreFn, data: EvalSet, negatives: np.ndarray, max_len: int, mask_token: int,
-                  batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """(U,) rank of each target among itself and its sampled negatives (the BERT4Rec paper's protocol)."""
+                  batch_size: int = BATCH_SIZE) -> metrics.Ranks:
+    """Where each target ranks among itself and its sampled negatives (the BERT4Rec paper's protocol)."""
     ranks = []
     for rows, scores in batched_scores(score_fn, data.tokens, data.starts, data.ends, max_len, mask_token,
                                        data.types, data.mask_type, exclude_history=False, batch_size=batch_size):
         target = scores.gather(1, torch.from_numpy(data.targets[rows])[:, None].to(scores.device))
         negative = scores.gather(1, torch.from_numpy(negatives[rows]).to(scores.device))
-        ranks.append((negative > target).sum(1).cpu())
-    return torch.cat(ranks).numpy()
+        ranks.append(_ranks((negative > target).sum(1), (negative == target).sum(1)))
+    return metrics.Ranks.concat(ranks)
 
 
 def evaluate_scorer(score_fn: ScoreFn, dataset: PreparedDataset, split: str, max_len: int,

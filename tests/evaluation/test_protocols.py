@@ -1,0 +1,145 @@
+"""The protocol behind every published figure, pinned down on toy data with hand-written scorers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import shared
+
+from bert4rec.data import movielens, preprocess
+from bert4rec.data.movielens import RawDataset
+from bert4rec.data.preprocess import PrepareParams
+from bert4rec.data.vocab import PAD
+from bert4rec.evaluation import metrics
+from bert4rec.evaluation.protocols import (
+    EvalSet,
+    evaluate_scorer,
+    full_ranking_ranks,
+    popularity_scorer,
+    sample_negatives,
+    sampled_ranks,
+    training_popularity,
+    update_metrics_file,
+)
+
+MOVIES = [10, 20, 30, 40, 50, 60]  # tokens 1..6, score columns 0..5
+HISTORIES = {1: [10, 20, 30, 40, 50], 2: [60, 50, 10], 3: [30, 20]}  # oldest first; user 3 is too short to test
+
+
+@pytest.fixture(scope="module")
+def toy():
+    rows = [(user, movie, 4.0, time) for user, movies in HISTORIES.items() for time, movie in enumerate(movies)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    ratings["rating"] = ratings["rating"].astype(np.float32)
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "toy")
+    return preprocess.prepare(raw, PrepareParams(min_user_interactions=1, min_item_interactions=1))
+
+
+def recording_scorer(row: list[float], seen: list):
+    """Scores every history with the same ``row`` (one score per movie of MOVIES) and records what it read."""
+
+    def score(inputs: np.ndarray, types: np.ndarray | None) -> torch.Tensor:
+        seen.extend(inputs.tolist())
+        return torch.tensor(row, dtype=torch.float32).expand(len(inputs), -1).clone()
+
+    return score
+
+
+def read_histories(seen: list, dataset) -> list[list[int]]:
+    """The movies of each recorded input, without padding, checking that each ends with [MASK]."""
+    assert all(tokens[-1] == dataset.vocab.mask for tokens in seen)
+    return [dataset.vocab.decode(np.array([t for t in tokens[:-1] if t != PAD])).tolist() for tokens in seen]
+
+
+def test_validation_reads_the_training_items_and_ranks_the_validation_target(toy):
+    seen = []
+    result = evaluate_scorer(recording_scorer([0, 1, 2, 3, 4, 5], seen), toy, "valid", max_len=8, sampled=False)
+    assert read_histories(seen, toy) == [[10, 20, 30], [60]]
+    # user 1: 20 and 30 seen, 40 the target, 50 and 60 above it -> rank 2; user 2: 50 is the best of 10..50 -> 0
+    assert result["users"] == 2
+    assert result["full"]["HR@1"] == 0.5 and result["full"]["HR@5"] == 1.0
+    assert result["full"]["NDCG@10"] == pytest.approx((1 / math.log2(4) + 1) / 2)
+    assert result["full"]["MRR"] == pytest.approx((1 / 3 + 1) / 2)
+
+
+def test_test_split_reads_the_validation_item_too_and_never_the_target(toy):
+    seen = []
+    result = evaluate_scorer(recording_scorer([0, 1, 2, 3, 4, 5], seen), toy, "test", max_len=8, sampled=False)
+    histories = read_histories(seen, toy)
+    assert histories == [[10, 20, 30, 40], [60, 50]]
+    assert all(HISTORIES[user][-1] not in history for user, history in zip((1, 2), histories, strict=True))
+    # user 1: only 60 above the target 50 -> rank 1; user 2: 60 and 50 seen, 20, 30, 40 above the target 10 -> 3
+    assert result["full"]["HR@1"] == 0.0 and result["full"]["HR@5"] == 1.0
+    assert result["full"]["MRR"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert result["full"]["NDCG@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / 2)
+
+
+def test_a_long_history_is_cut_to_the_newest_items_but_all_of_it_is_excluded(toy):
+    seen = []
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "test")
+    ranks = full_ranking_ranks(recording_scorer([9, 8, 7, 6, 5, 4], seen), data, max_len=3, mask_token=toy.vocab.mask)
+    assert read_histories(seen, toy) == [[30, 40], [60, 50]]  # max_len - 1 newest items, then [MASK]
+    # user 1 reads only 30 and 40, yet 10 and 20 (scored above the target 50) stay excluded: nothing above
+    assert ranks.above.tolist() == [0, 0] and ranks.tied.tolist() == [0, 0]
+
+
+def test_tied_scores_are_counted_as_the_expected_place(toy):
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "valid")
+    ranks = full_ranking_ranks(recording_scorer([1, 1, 1, 1, 1, 1], []), data, 8, toy.vocab.mask)
+    assert ranks.above.tolist() == [0, 0] and ranks.tied.tolist() == [2, 4]  # 3 and 5 unseen candidates
+    assert metrics.hit_rate(ranks, 1) == pytest.approx((1 / 3 + 1 / 5) / 2)
+
+
+def test_most_popular_counts_training_items_only(toy):
+    # training parts: user 1 10, 20, 30; user 2 60; user 3 (never held out) 30, 20
+    assert training_popularity(toy).tolist() == [1, 2, 2, 0, 0, 1]
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "test")
+    ranks = full_ranking_ranks(popularity_scorer(training_popularity(toy)), data, 8, toy.vocab.mask)
+    # user 1 (target 50, count 0): 60 above, nothing unseen tied; user 2 (target 10, count 1): 20, 30 above, 40 below
+    assert ranks.above.tolist() == [1, 2] and ranks.tied.tolist() == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def small():
+    return preprocess.prepare(movielens.load(shared("ml-latest-small")))
+
+
+def test_sampled_negatives_are_distinct_unseen_never_the_target_and_seeded(small):
+    data = EvalSet.for_split(small.sequences(), small.eval_users(), "test")
+    popularity = training_popularity(small)
+    negatives = sample_negatives(data, popularity, 100, seed=0)
+    assert negatives.shape == (len(data), 100)
+    for row in range(len(data)):
+        history = set(data.tokens[data.starts[row]:data.ends[row]] - 1)
+        chosen = set(negatives[row].tolist())
+        assert len(chosen) == 100 and not chosen & history and data.targets[row] not in chosen
+    assert np.array_equal(negatives, sample_negatives(data, popularity, 100, seed=0))
+    assert not np.array_equal(negatives, sample_negatives(data, popularity, 100, seed=1))
+    # drawn by popularity: the negatives are more popular than the catalogue's average movie
+    assert popularity[negatives].mean() > 1.5 * popularity.mean()
+
+
+def test_sampled_rank_is_the_place_among_the_target_and_its_negatives(small):
+    data = EvalSet.for_split(small.sequences(), small.eval_users(), "test")
+    negatives = sample_negatives(data, training_popularity(small), 100, seed=0)
+    row = np.random.default_rng(0).permutation(small.vocab.num_items).astype(np.float32)  # distinct scores
+    ranks = sampled_ranks(recording_scorer(row.tolist(), []), data, negatives, 16, small.vocab.mask)
+    expected = (row[negatives] > row[data.targets][:, None]).sum(1)
+    assert np.array_equal(ranks.above, expected) and not ranks.tied.any()
+    assert ranks.above.max() <= 100 and 0 < ranks.above.mean() < 100
+
+
+def test_metrics_file_keeps_the_other_split(tmp_path):
+    path = tmp_path / "metrics.json"
+    update_metrics_file(path, "valid", {"full": {"NDCG@10": 0.1}})
+    update_metrics_file(path, "test", {"full": {"NDCG@10": 0.2}})
+    update_metrics_file(path, "test", {"full": {"NDCG@10": 0.3}})
+    assert json.loads(path.read_text()) == {"valid": {"full": {"NDCG@10": 0.1}}, "test": {"full": {"NDCG@10": 0.3}}}
+    path.write_text("{not json")  # an unreadable file is replaced, not a reason to lose the new result
+    update_metrics_file(path, "valid", {"users": 3})
+    assert json.loads(path.read_text()) == {"valid": {"users": 3}}
