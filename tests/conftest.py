@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run, so a red run reproduces; BERT4REC_HYPOTHESIS=explore draws
+# new ones each time (and prints how to replay a failure).
+settings.register_profile("derandomized", derandomize=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("BERT4REC_HYPOTHESIS", "derandomized"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BERT4REC_SHARED_DATA", REPO.parent / "shared" / "data"))

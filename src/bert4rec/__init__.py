@@ -15,6 +15,7 @@ from importlib import import_module
 from bert4rec.errors import (
     AmbiguousTitleError,
     Bert4RecError,
+    ChangedFileError,
     DataError,
     DownloadError,
     InvalidRequestError,
@@ -45,8 +46,8 @@ _LAZY = {
 _RENAMED = {"load_dataset": "load"}  # movielens.load, exported under a name that says what it loads
 
 __all__ = [
-    "AmbiguousTitleError", "Bert4RecError", "DataError", "DownloadError", "InvalidRequestError", "ModelFolderError",
-    "TitleNotFoundError", "UnknownItemError", "UnknownUserError", "__version__", *_LAZY,
+    "AmbiguousTitleError", "Bert4RecError", "ChangedFileError", "DataError", "DownloadError", "InvalidRequestError",
+    "ModelFolderError", "TitleNotFoundError", "UnknownItemError", "UnknownUserError", "__version__", *_LAZY,
 ]
 
 

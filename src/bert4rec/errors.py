@@ -20,6 +20,10 @@ class ModelFolderError(Bert4RecError):
     """A model folder is missing, incomplete, corrupt or from an incompatible version."""
 
 
+class ChangedFileError(Bert4RecError):
+    """A file whose contents differ from the SHA-256 recorded when bert4rec wrote it."""
+
+
 class UnknownUserError(Bert4RecError):
     """A user id that the model's data does not contain."""
 

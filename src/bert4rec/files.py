@@ -9,20 +9,28 @@ A model folder holds:
     history.jsonl, curves.png         per-epoch loss, validation metrics and seconds
     metrics.json                      what `bert4rec evaluate` measured, per split
     model.onnx                        written by `bert4rec export --onnx`
+    digests.json                      the SHA-256 of config.json, model.safetensors and checkpoint.pt
 
-A prepared dataset folder holds interactions.parquet, movies.parquet, vocab.json and stats.json.
+A prepared dataset folder holds interactions.parquet, movies.parquet, vocab.json, stats.json and a digests.json
+of all four.
+
+Loading checks each of those files against its recorded SHA-256 and names the one that changed: a format can
+check its own structure (safetensors checks shapes), not that the numbers are the ones written. A folder from a
+bert4rec that recorded no digests still loads, with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bert4rec.errors import Bert4RecError
+from bert4rec.errors import Bert4RecError, ChangedFileError
 
 # A model folder
 MODEL_CONFIG_FILE = "config.json"
@@ -39,23 +47,83 @@ INTERACTIONS_FILE = "interactions.parquet"
 MOVIES_FILE = "movies.parquet"
 VOCAB_FILE = "vocab.json"
 STATS_FILE = "stats.json"
+PREPARED_FILES = (INTERACTIONS_FILE, MOVIES_FILE, VOCAB_FILE, STATS_FILE)
+# Either folder
+DIGESTS_FILE = "digests.json"
+DIGESTS_VERSION = 1
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, flush it to disk, then rename it over ``path``."""
+def atomic_write(path: Path, write: Callable[[Path], None], digest: bool = False) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, flush it to disk, then rename it over ``path``.
+    With ``digest``, also record the new content's SHA-256 in the folder's digests.json: first beside the old
+    one, then alone once the rename is done, so that a crash at any moment leaves a file that verifies."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        if digest:
+            new = sha256(tmp)
+            recorded = _read_digests(path.parent) or {}
+            _write_digests(path.parent, recorded | {path.name: [*recorded.get(path.name, []), new]})
         os.replace(tmp, path)
+        if digest:
+            _write_digests(path.parent, (_read_digests(path.parent) or {}) | {path.name: [new]})
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_digests(folder: Path, names: Sequence[str]) -> None:
+    """Record the SHA-256 of the named files of ``folder`` (a folder being written, before anyone reads it)."""
+    folder = Path(folder)
+    _write_digests(folder, (_read_digests(folder) or {}) | {name: [sha256(folder / name)] for name in names})
+
+
+def verify_digests(folder: Path, names: Sequence[str]) -> None:
+    """Raise ChangedFileError naming the first of the named files of ``folder`` that no longer has the SHA-256
+    recorded when it was written; warn about those with none recorded (written by an older bert4rec). A missing
+    file is left to its reader to report."""
+    folder = Path(folder)
+    recorded = _read_digests(folder) or {}
+    unrecorded = [name for name in names if name not in recorded and (folder / name).exists()]
+    if unrecorded:
+        warnings.warn(f"{folder}: no SHA-256 recorded for {', '.join(unrecorded)} (written by an older bert4rec), "
+                      f"so a change to {'it' if len(unrecorded) == 1 else 'them'} cannot be detected", UserWarning,
+                      stacklevel=2)
+    for name in names:
+        if name in recorded and (folder / name).exists() and sha256(folder / name) not in recorded[name]:
+            raise ChangedFileError(f"{folder / name}: contents changed since bert4rec wrote it (its SHA-256 is not "
+                                   f"the one in {DIGESTS_FILE}); restore the file or write it again")
+
+
+def _read_digests(folder: Path) -> dict[str, list[str]] | None:
+    """``{file name: accepted SHA-256s}``, or None when the folder has no digests.json."""
+    path = Path(folder) / DIGESTS_FILE
+    if not path.exists():
+        return None
+    body = read_versioned(path, "digests", DIGESTS_VERSION, "missing")
+    files = body.get("sha256")
+    if not isinstance(files, dict) or not all(isinstance(v, list) for v in files.values()):
+        raise Bert4RecError(f"{path}: malformed digests")
+    return files
+
+
+def _write_digests(folder: Path, files: dict[str, list[str]]) -> None:
+    document = versioned("digests", DIGESTS_VERSION, {"sha256": dict(sorted(files.items()))})
+    atomic_write_text(Path(folder) / DIGESTS_FILE, json.dumps(document, indent=2))
+
+
+def atomic_write_text(path: Path, text: str, digest: bool = False) -> None:
+    atomic_write(path, lambda p: p.write_text(text), digest)
 
 
 def write_dir_atomically(out: Path, write: Callable[[Path], None]) -> None:

@@ -39,8 +39,8 @@ def test_prepare_writes_dataset_and_summary(tmp_path):
     assert result.exit_code == 0, result.output
     stats = json.loads(result.output)
     assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (610, 3650, 90_274)
-    assert sorted(p.name for p in out.iterdir()) == ["interactions.parquet", "movies.parquet", "stats.json",
-                                                     "vocab.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["digests.json", "interactions.parquet", "movies.parquet",
+                                                     "stats.json", "vocab.json"]
 
 
 def test_prepare_custom_columns(tmp_path):
@@ -197,13 +197,17 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch):
     assert json.loads((out / "metrics.json").read_text())["test"]["model"]["users"] == 610
 
 
-def test_serve_binds_to_loopback_by_default():
-    import inspect
+def test_serve_binds_to_loopback_by_default(tiny_model_dir, monkeypatch):
+    import gc
 
-    from bert4rec.cli.serve import serve_command
+    import uvicorn
 
-    assert inspect.signature(serve_command).parameters["host"].default == "127.0.0.1"
-    assert "127.0.0.1" in run("serve", "--help").output
+    bound = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: bound.append((host, port, app.title)))
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    assert run("serve", tiny_model_dir).exit_code == 0
+    assert run("serve", tiny_model_dir, "--host", "0.0.0.0", "--port", "9000").exit_code == 0
+    assert bound == [("127.0.0.1", 8000, "bert4rec"), ("0.0.0.0", 9000, "bert4rec")]
     assert_clean_error(run("serve", "/nonexistent-model", "--port", "0"), "--port")
 
 

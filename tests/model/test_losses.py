@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from bert4rec.model import losses
 from bert4rec.model.losses import SampledSoftmax, full_softmax, other_window_items
 
 
@@ -20,12 +21,17 @@ def problem(positions: int = 37, items: int = 50, hidden: int = 8, seed: int = 0
     return h, w, b, t
 
 
-@pytest.mark.parametrize("budget", [50 * 4, 50 * 7, 50 * 37, 10**9])  # chunks of 4, 7, all rows; no chunking
-def test_chunked_softmax_is_exact_in_value_and_gradient(budget):
+# 37 positions over 50 items: chunks of 4 rows (10 chunks), of 7 (6), of 36 (2, the last of one row); no chunking
+@pytest.mark.parametrize(("budget", "chunks"), [(50 * 4, 10), (50 * 7, 6), (50 * 36, 2), (10**9, 0)])
+def test_chunked_softmax_is_exact_in_value_and_gradient(budget, chunks, monkeypatch):
     h, w, b, t = problem()
     reference = F.cross_entropy(h @ w.T + b, t, reduction="sum")
     expected = torch.autograd.grad(reference, (h, w, b))
+    calls = []
+    real_checkpoint = losses.checkpoint
+    monkeypatch.setattr(losses, "checkpoint", lambda *a, **kw: calls.append(len(a[1])) or real_checkpoint(*a, **kw))
     loss = full_softmax(h, w, b, t, budget=budget)
+    assert len(calls) == chunks and sum(calls) == (37 if chunks else 0)
     got = torch.autograd.grad(loss, (h, w, b))
     torch.testing.assert_close(loss, reference)
     for a, e in zip(got, expected, strict=True):

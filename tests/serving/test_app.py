@@ -57,7 +57,7 @@ def test_recommendations_by_ids_and_titles(client, recommender):
 
 def test_filters_and_cold_start(client):
     data = client.post("/recommendations", json={"history": [{"movieId": 1}], "genres": ["Horror"], "k": 5}).json()
-    assert all("Horror" in item["genres"] for item in data["items"])
+    assert len(data["items"]) == 5 and all("Horror" in item["genres"] for item in data["items"])
     data = client.post("/recommendations", json={"history": [], "k": 3}).json()
     assert data["fallback"] == "popularity" and len(data["items"]) == 3
     data = client.post("/recommendations", json={"history": [{"movieId": 123456789}], "ignore_unknown": True}).json()
@@ -133,6 +133,38 @@ def test_malformed_bodies(client):
     huge = b'{"history": [' + b'{"movieId": 1},' * 200_000 + b'{"movieId": 1}]}'
     assert client.post("/recommendations", content=huge,
                        headers={"Content-Type": "application/json"}).status_code == 413
+
+
+def test_a_chunked_body_without_content_length_is_cut_off_at_the_limit(client):
+    def body():
+        yield b'{"history": ['
+        for _ in range(100_000):  # 3 MB in all; the limit is 2 MiB
+            yield b'{"movieId": 1},' * 2
+        yield b'{"movieId": 1}]}'
+
+    response = client.post("/recommendations", content=body(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert "request body over 2,097,152 bytes" in response.text
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+
+
+def test_a_failing_batch_does_not_fail_the_next_request(recommender, monkeypatch):
+    app = create_app(recommender)
+    original, calls = recommender.score_histories, []
+
+    def fail_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory, say")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(recommender, "score_histories", fail_once)
+    body = {"history": [{"movieId": 1}], "k": 3}
+    with TestClient(app, raise_server_exceptions=False) as fresh:
+        assert fresh.post("/recommendations", json=body).status_code == 500
+        second = fresh.post("/recommendations", json=body)
+    assert second.status_code == 200, second.text
+    assert len(second.json()["items"]) == 3 and len(calls) == 2
 
 
 def test_concurrent_requests_are_batched_and_agree_with_one_by_one(recommender):

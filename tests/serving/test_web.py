@@ -23,12 +23,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir):
     yield from running_server(tiny_model_dir)
@@ -40,10 +34,12 @@ def rating_aware_url(tiny_aware_dir):
 
 
 def running_server(model_dir):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Recommender.load(model_dir)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    # The server is handed a socket already bound to a free port: no window in which another process can take it.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(Recommender.load(model_dir)), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started and time.time() < deadline:
@@ -52,6 +48,7 @@ def running_server(model_dir):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+    sock.close()
 
 
 @pytest.fixture(scope="module")

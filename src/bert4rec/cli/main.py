@@ -4,6 +4,7 @@ several commands share."""
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -24,13 +25,16 @@ err_console = Console(stderr=True)
 
 
 def command(*args, **kwargs):
-    """Register a command whose expected failures print one line and exit with status 2."""
+    """Register a command whose expected failures print one line and exit with status 2, and whose warnings print
+    one line each."""
 
     def wrap(func):
         @functools.wraps(func)
         def run(*a, **kw):
             try:
-                return func(*a, **kw)
+                with warnings.catch_warnings():
+                    warnings.showwarning = _show_warning
+                    return func(*a, **kw)
             except Bert4RecError as exc:
                 err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
@@ -41,6 +45,10 @@ def command(*args, **kwargs):
         return app.command(*args, **kwargs)(run)
 
     return wrap
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 QuietOption = Annotated[bool, typer.Option(help="No progress bars.")]

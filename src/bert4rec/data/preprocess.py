@@ -22,9 +22,12 @@ from bert4rec.errors import DataError
 from bert4rec.files import (
     INTERACTIONS_FILE,
     MOVIES_FILE,
+    PREPARED_FILES,
     STATS_FILE,
     VOCAB_FILE,
     read_versioned,
+    record_digests,
+    verify_digests,
     versioned,
     write_dir_atomically,
 )
@@ -209,6 +212,7 @@ def write_metadata(folder: Path, movies: pd.DataFrame, vocab: ItemVocab, stats: 
     pq.write_table(pa.Table.from_pandas(movies, preserve_index=False), folder / MOVIES_FILE)
     vocab.save(folder / VOCAB_FILE)
     (folder / STATS_FILE).write_text(json.dumps(versioned("prepared", VERSION, stats), indent=2))
+    record_digests(folder, PREPARED_FILES)
 
 
 def is_prepared_dir(path: Path) -> bool:
@@ -217,6 +221,7 @@ def is_prepared_dir(path: Path) -> bool:
 
 def load_prepared(path: Path) -> PreparedDataset:
     path = Path(path)
+    verify_digests(path, PREPARED_FILES)
     stats = read_versioned(path / STATS_FILE, "prepared", VERSION,
                            f"not a prepared dataset (no {STATS_FILE}); run `bert4rec prepare` first", DataError)
     try:

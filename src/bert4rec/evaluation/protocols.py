@@ -79,16 +79,16 @@ def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
     return score
 
 
-@torch.inference_mode()
 def full_ranking_ranks(score_fn: ScoreFn, data: EvalSet, max_len: int, mask_token: int,
                        batch_size: int = BATCH_SIZE, progress: bool = False) -> metrics.Ranks:
     """Where each target ranks among all items not in the user's history."""
     ranks = []
-    for rows, scores in batched_scores(score_fn, data.tokens, data.starts, data.ends, max_len, mask_token,
-                                       data.types, data.mask_type, batch_size=batch_size,
-                                       label="full ranking" if progress else None):
-        targets = torch.from_numpy(data.targets[rows]).to(scores.device)
-        ranks.append(_ranks(*metrics.target_ranks(scores, targets)))
+    with torch.inference_mode():
+        for rows, scores in batched_scores(score_fn, data.tokens, data.starts, data.ends, max_len, mask_token,
+                                           data.types, data.mask_type, batch_size=batch_size,
+                                           label="full ranking" if progress else None):
+            targets = torch.from_numpy(data.targets[rows]).to(scores.device)
+            ranks.append(_ranks(*metrics.target_ranks(scores, targets)))
     return metrics.Ranks.concat(ranks)
 
 
@@ -117,16 +117,17 @@ def sample_negatives(data: EvalSet, popularity: np.ndarray, num: int, seed: int)
     return out
 
 
-@torch.inference_mode()
 def sampled_ranks(score_fn: ScoreFn, data: EvalSet, negatives: np.ndarray, max_len: int, mask_token: int,
                   batch_size: int = BATCH_SIZE) -> metrics.Ranks:
     """Where each target ranks among itself and its sampled negatives (the BERT4Rec paper's protocol)."""
     ranks = []
-    for rows, scores in batched_scores(score_fn, data.tokens, data.starts, data.ends, max_len, mask_token,
-                                       data.types, data.mask_type, exclude_history=False, batch_size=batch_size):
-        target = scores.gather(1, torch.from_numpy(data.targets[rows])[:, None].to(scores.device))
-        negative = scores.gather(1, torch.from_numpy(negatives[rows]).to(scores.device))
-        ranks.append(_ranks((negative > target).sum(1), (negative == target).sum(1)))
+    with torch.inference_mode():
+        for rows, scores in batched_scores(score_fn, data.tokens, data.starts, data.ends, max_len, mask_token,
+                                           data.types, data.mask_type, exclude_history=False,
+                                           batch_size=batch_size):
+            target = scores.gather(1, torch.from_numpy(data.targets[rows])[:, None].to(scores.device))
+            negative = scores.gather(1, torch.from_numpy(negatives[rows]).to(scores.device))
+            ranks.append(_ranks((negative > target).sum(1), (negative == target).sum(1)))
     return metrics.Ranks.concat(ranks)
 
 

@@ -72,7 +72,7 @@ class Bert4RecConfig:
 
     def save(self, folder: Path) -> None:
         document = versioned("model", VERSION, asdict(self))
-        atomic_write_text(Path(folder) / MODEL_CONFIG_FILE, json.dumps(document, indent=2))
+        atomic_write_text(Path(folder) / MODEL_CONFIG_FILE, json.dumps(document, indent=2), digest=True)
 
     @classmethod
     def load(cls, folder: Path) -> Bert4RecConfig:

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from bert4rec.errors import Bert4RecError
-from bert4rec.files import WEIGHTS_FILE, atomic_write
+from bert4rec.files import MODEL_CONFIG_FILE, WEIGHTS_FILE, atomic_write, verify_digests
 from bert4rec.model.config import VERSION, Bert4RecConfig
 from bert4rec.model.inputs import IGNORE
 from bert4rec.model.losses import full_softmax, other_window_items
@@ -127,11 +127,12 @@ class Bert4Rec(nn.Module):
         self.config.save(folder)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         metadata = {"format": "bert4rec-model", "version": str(VERSION)}
-        atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, str(path), metadata=metadata))
+        atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, str(path), metadata=metadata), digest=True)
 
     @classmethod
     def load(cls, folder: Path, device: str | torch.device = "cpu") -> Bert4Rec:
         folder = Path(folder)
+        verify_digests(folder, [MODEL_CONFIG_FILE, WEIGHTS_FILE])
         config = Bert4RecConfig.load(folder)
         model = cls(config)
         path = folder / WEIGHTS_FILE

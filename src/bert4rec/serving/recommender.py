@@ -23,7 +23,7 @@ from bert4rec.data.token_types import (
     packed,
     rating_types,
 )
-from bert4rec.errors import Bert4RecError, InvalidRequestError, ModelFolderError, UnknownUserError
+from bert4rec.errors import Bert4RecError, ChangedFileError, InvalidRequestError, ModelFolderError, UnknownUserError
 from bert4rec.files import DATASET_DIR
 from bert4rec.model.inputs import inference_inputs
 from bert4rec.model.modeling import Bert4Rec
@@ -94,7 +94,7 @@ class Recommender:
         try:
             model = Bert4Rec.load(folder, device)
             dataset = load_prepared(folder / DATASET_DIR)
-        except ModelFolderError:
+        except (ModelFolderError, ChangedFileError):
             raise
         except Bert4RecError as exc:
             raise ModelFolderError(str(exc)) from None

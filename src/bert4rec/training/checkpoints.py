@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from bert4rec.errors import Bert4RecError
-from bert4rec.files import CHECKPOINT_FILE, HISTORY_FILE, atomic_write, atomic_write_text
+from bert4rec.files import CHECKPOINT_FILE, HISTORY_FILE, atomic_write, atomic_write_text, verify_digests
 
 
 @dataclass
@@ -30,11 +30,12 @@ def save_checkpoint(out: Path, model, averaged, optimizer, scheduler, state: Tra
                "state": asdict(state), "history": json.dumps(history)}
     if averaged is not None:
         payload["averaged"] = averaged.state_dict()
-    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(payload, p))
+    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(payload, p), digest=True)
 
 
 def load_checkpoint(out: Path, model, averaged, optimizer, scheduler) -> tuple[TrainState, list]:
     path = out / CHECKPOINT_FILE
+    verify_digests(out, [CHECKPOINT_FILE])
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["model"])

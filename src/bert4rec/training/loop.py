@@ -32,9 +32,11 @@ from bert4rec.files import (
     CHECKPOINT_FILE,
     CURVES_FILE,
     DATASET_DIR,
+    MODEL_CONFIG_FILE,
     TRAIN_CONFIG_FILE,
     WEIGHTS_FILE,
     atomic_write_text,
+    verify_digests,
     write_dir_atomically,
 )
 from bert4rec.model.config import Bert4RecConfig
@@ -215,6 +217,7 @@ def _settings(dataset: PreparedDataset | None, out: Path, model_config: Bert4Rec
             raise Bert4RecError(f"{out}: nothing to resume (no {TRAIN_CONFIG_FILE}; not a training folder)")
         config = TrainConfig.load(out / TRAIN_CONFIG_FILE) if config is None else config
         dataset = load_prepared(out / DATASET_DIR)
+        verify_digests(out, [MODEL_CONFIG_FILE])
         model_config = Bert4RecConfig.load(out)
     else:
         if dataset is None:
