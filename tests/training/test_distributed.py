@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 
@@ -25,49 +23,39 @@ MODEL_ARGS = ["--hidden-size", "16", "--layers", "1", "--heads", "2", "--max-len
               "--precision", "fp32", "--device", "cpu", "--quiet"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(launcher: list[str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    # Loopback only: gloo otherwise picks the interface its hostname resolves to.
-    env = os.environ | {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+def launch(launcher: list[str], *args: str, timeout: int = 300,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    # Loopback only: gloo otherwise picks the interface its hostname resolves to. On a hang, every process of the
+    # launch prints its Python stacks (faulthandler, on SIGABRT) into the failure, so that it can be understood.
+    env = os.environ | {"OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONFAULTHANDLER": "1"} | (env or {})
     command = [*launcher, "-m", "bert4rec.cli", "train", *args]
-    # A session of its own, so that a timeout kills the launcher's worker processes too.
+    # A session of its own, so that a timeout reaches the launcher's worker processes too.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                           start_new_session=True) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise
+            os.killpg(process.pid, signal.SIGABRT)
+            try:
+                stdout, stderr = process.communicate(timeout=30)
+            finally:
+                os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"the launch hung for {timeout} s; the stacks of its processes:\n{stdout}\n{stderr}")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def torchrun(processes: int, *args: str) -> subprocess.CompletedProcess:
-    return launch([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--node-rank=0",
-                   "--master-addr=127.0.0.1", f"--master-port={free_port()}", f"--nproc-per-node={processes}"],
+    # --standalone: the launcher binds a free port itself (port 0), so no other process can take it in between.
+    return launch([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"],
                   *args)
 
 
 def accelerate_launch(processes: int, *args: str) -> subprocess.CompletedProcess:
-    # --multi_gpu is accelerate's torchrun-based launcher; without a GPU our code picks gloo on the CPU.
-    # One retry after a timeout: once, on a fully loaded CI machine, a launch hung before training (not understood
-    # yet; it passes in ~15 s otherwise). A wrong result still fails at once.
-    def once() -> subprocess.CompletedProcess:
-        return launch([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                       f"--num_processes={processes}", "--num_machines=1", "--main_process_ip=127.0.0.1",
-                       f"--main_process_port={free_port()}", "--mixed_precision=no", "--dynamo_backend=no"],
-                      *args, timeout=200)
-
-    try:
-        return once()
-    except subprocess.TimeoutExpired:
-        shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)
-        return once()
+    # --multi_gpu is accelerate's torchrun-based launcher; without a GPU our code picks gloo on the CPU. accelerate
+    # has no flag for torchrun's --standalone; PET_STANDALONE is how torchrun reads that flag from the environment.
+    return launch([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                   f"--num_processes={processes}", "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no"],
+                  *args, timeout=200, env={"PET_STANDALONE": "1"})
 
 
 @pytest.mark.parametrize(("variables", "expected"), [
@@ -123,10 +111,10 @@ def test_a_process_without_a_gpu_of_its_own_stops_with_a_clear_error(monkeypatch
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="NCCL needs a CUDA device")
-def test_ranks_agree_over_nccl():
+def test_ranks_agree_over_nccl(tmp_path):
     """NCCL carries CUDA tensors only: a one-process NCCL group stands in for a multi-GPU run."""
     dist = Dist(rank=0, world=2, local_rank=0)  # enabled, so every collective really goes through NCCL
-    torch.distributed.init_process_group("nccl", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
+    torch.distributed.init_process_group("nccl", rank=0, world_size=1, init_method=f"file://{tmp_path / 'store'}")
     try:
         assert torch.distributed.get_backend() == "nccl"
         assert distributed.agree(True, dist) is True
