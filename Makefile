@@ -4,7 +4,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN = $(VENV)/bin
 
-.PHONY: install test lint docs quickstart
+.PHONY: install test lint docs quickstart mutation
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,3 +30,9 @@ docs: install
 
 quickstart: install
 	$(BIN)/bert4rec quickstart
+
+# How strong the tests are: mutation testing of the modules that decide results and safety (tens of minutes; not
+# part of `make test`). Writes benchmarks/results/mutation.json; then benchmarks/doc_tables.py updates the docs.
+mutation: install
+	$(BIN)/pip install -q -e '.[dev,mutation]'
+	$(BIN)/python benchmarks/mutation.py

@@ -272,6 +272,23 @@ def headline_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def mutation_table() -> str:
+    """benchmarks/mutation.py: per module, the share of mutants the tests catch, against its target."""
+    rows = ["| module | mutants | killed | timed out | survived | not run by a test | caught | target |",
+            "|---|---|---|---|---|---|---|---|"]
+    for path, m in result("mutation")["modules"].items():
+        rows.append(f"| `{path.removeprefix('src/')}` | {m['total']} | {m['killed']} | {m['timeout']} | "
+                    f"{m['survived']} | {m['other']} | {m['score']:.1%} | {m['target']:.0%} |")
+    return "\n".join(rows) + "\n"
+
+
+def mutation_survivors_table() -> str:
+    """Each mutant the tests let through, and why it is left."""
+    rows = ["| mutant (`mutmut show` it) | why it is left |", "|---|---|"]
+    rows += [f"| `{s['mutant']}` | {s['reason']} |" for s in result("mutation")["survivors"]]
+    return "\n".join(rows) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "headline": headline_table,
     "ml1m-runs": lambda: metrics_table("ml1m", ML1M_RUNS, {"ml1m-b16-ra-time-excl-ema-shift-190ep-holdout-test": "§"}),
@@ -289,6 +306,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "prepare-out-of-core": out_of_core_table,
     "large-catalog": large_catalog_table,
     "large-catalog-eval": large_catalog_eval_table,
+    "mutation": mutation_table,
+    "mutation-survivors": mutation_survivors_table,
 }
 
 

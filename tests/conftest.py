@@ -71,6 +71,33 @@ def tiny_aware_dir(tmp_path_factory) -> Path:
     return _train_tiny(tmp_path_factory, "tiny-aware", "--rating-aware", "--time-aware")
 
 
+@pytest.fixture(scope="session")
+def untrained_model_dir(tmp_path_factory) -> Path:
+    """A model folder of ml-latest-small and a tiny plain model that was never trained: enough for the tests of
+    what surrounds a model (requests, limits, errors, files), built in seconds."""
+    return _untrained(tmp_path_factory, "untrained", rating_aware=False, time_aware=False)
+
+
+@pytest.fixture(scope="session")
+def untrained_aware_dir(tmp_path_factory) -> Path:
+    """As ``untrained_model_dir``, with a rating- and time-aware model."""
+    return _untrained(tmp_path_factory, "untrained-aware", rating_aware=True, time_aware=True)
+
+
+def _untrained(tmp_path_factory, name: str, **aware: bool) -> Path:
+    from bert4rec.data import movielens, preprocess
+    from bert4rec.model.config import Bert4RecConfig
+    from bert4rec.model.modeling import Bert4Rec
+
+    out = tmp_path_factory.mktemp("models") / name
+    dataset = preprocess.prepare(movielens.load(shared("ml-latest-small")))
+    preprocess.save_prepared(dataset, out / "dataset")
+    torch.manual_seed(0)
+    Bert4Rec(Bert4RecConfig(num_items=dataset.vocab.num_items, hidden_size=16, num_layers=1, num_heads=2, max_len=20,
+                            **aware)).save(out)
+    return out
+
+
 def _train_tiny(tmp_path_factory, name: str, *extra: str) -> Path:
     from typer.testing import CliRunner
 

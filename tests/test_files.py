@@ -6,17 +6,20 @@ import json
 import shutil
 import struct
 
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from bert4rec import files
 from bert4rec.cli import app
+from bert4rec.data import movielens, preprocess
 from bert4rec.errors import ChangedFileError
 from bert4rec.model.config import Bert4RecConfig
 from bert4rec.model.modeling import Bert4Rec
 from bert4rec.serving.recommender import Recommender
 from bert4rec.training import loop as train
+from bert4rec.training.config import TrainConfig
 
 
 def flip_middle(path, count: int = 100, start: int = 0) -> None:
@@ -30,6 +33,19 @@ def flip_middle(path, count: int = 100, start: int = 0) -> None:
 def tensor_data_start(path) -> int:
     """Where a safetensors file's tensor bytes begin: after the 8-byte header length and the JSON header."""
     return 8 + struct.unpack("<Q", path.read_bytes()[:8])[0]
+
+
+@pytest.fixture(scope="module")
+def trained_folder(tmp_path_factory):
+    """A training run's folder (model, dataset, checkpoint) on a small synthetic dataset, in seconds."""
+    rows = [(user, (user + k) % 25 + 1, 4.0, k) for user in range(30) for k in range(10)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    raw = movielens.RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "pattern")
+    dataset = preprocess.prepare(raw, preprocess.PrepareParams(min_user_interactions=1, min_item_interactions=1))
+    out = tmp_path_factory.mktemp("trained") / "model"
+    config = Bert4RecConfig(num_items=dataset.vocab.num_items, max_len=8, hidden_size=16, num_heads=2, num_layers=1)
+    train.fit(dataset, out, config, TrainConfig(epochs=1, batch_size=16), progress=False)
+    return out
 
 
 @pytest.fixture
@@ -54,9 +70,9 @@ def test_altered_tensor_data_is_named_and_would_otherwise_load_silently(model_fo
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors", "checkpoint.pt", "dataset/interactions.parquet",
                                   "dataset/movies.parquet", "dataset/vocab.json", "dataset/stats.json"])
-def test_every_artifact_of_a_trained_folder_is_checked(tmp_path, tiny_model_dir, name):
+def test_every_artifact_of_a_trained_folder_is_checked(tmp_path, trained_folder, name):
     folder = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, folder)
+    shutil.copytree(trained_folder, folder)
     assert set(json.loads((folder / "digests.json").read_text())["sha256"]) == {
         "config.json", "model.safetensors", "checkpoint.pt"}
     flip_middle(folder / name, 1)
@@ -66,9 +82,9 @@ def test_every_artifact_of_a_trained_folder_is_checked(tmp_path, tiny_model_dir,
         load()
 
 
-def test_a_folder_without_digests_loads_with_a_warning(tmp_path, tiny_model_dir):
+def test_a_folder_without_digests_loads_with_a_warning(tmp_path, trained_folder):
     folder = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, folder)
+    shutil.copytree(trained_folder, folder)
     for manifest in (folder / "digests.json", folder / "dataset" / "digests.json"):
         manifest.unlink()
     with pytest.warns(UserWarning) as caught:
@@ -81,9 +97,9 @@ def test_a_folder_without_digests_loads_with_a_warning(tmp_path, tiny_model_dir)
     assert "warning:" in result.output and "Traceback" not in result.output
 
 
-def test_the_cli_names_a_changed_file_in_one_line(tmp_path, tiny_model_dir):
+def test_the_cli_names_a_changed_file_in_one_line(tmp_path, trained_folder):
     folder = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, folder)
+    shutil.copytree(trained_folder, folder)
     flip_middle(folder / "model.safetensors", 100, tensor_data_start(folder / "model.safetensors"))
     result = CliRunner().invoke(app, ["recommend", str(folder), "--user", "1"])
     assert result.exit_code == 2

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from bert4rec.cli import app
 from bert4rec.data import movielens, preprocess
+from bert4rec.data.leave_one_out import TEST, TRAIN, VALID
 from bert4rec.data.outofcore import prepare_partitioned
-from bert4rec.data.preprocess import TEST, TRAIN, VALID, PrepareParams
+from bert4rec.data.preprocess import PrepareParams
 from bert4rec.errors import DataError
 
 runner = CliRunner()

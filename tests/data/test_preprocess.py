@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from bert4rec.data import movielens, preprocess
+from bert4rec.data.leave_one_out import TEST, TRAIN, VALID
 from bert4rec.data.movielens import RawDataset
-from bert4rec.data.preprocess import TEST, TRAIN, VALID, PrepareParams
+from bert4rec.data.preprocess import PrepareParams
 from bert4rec.data.vocab import ItemVocab
 from bert4rec.errors import Bert4RecError, DataError
 
@@ -162,10 +163,10 @@ def test_vocab_rejects_unknown_and_special_tokens():
     assert vocab.known(np.array([10, 15, 99])).tolist() == [True, False, False]
     with pytest.raises(Bert4RecError, match="unknown item id 15"):
         vocab.encode(np.array([10, 15]))
-    with pytest.raises(Bert4RecError):
-        vocab.decode(np.array([0]))
-    with pytest.raises(Bert4RecError):
-        vocab.decode(np.array([vocab.mask]))
+    for token in (0, vocab.mask, vocab.mask + 1, -1):
+        with pytest.raises(Bert4RecError, match="cannot decode PAD, MASK or an out-of-range token"):
+            vocab.decode(np.array([1, token]))
+    assert vocab.decode([2, 1]).tolist() == [20, 10]  # any sequence of tokens
 
 
 def test_vocab_file_errors(tmp_path):

@@ -13,11 +13,16 @@ from conftest import shared
 
 from bert4rec.data import movielens, preprocess
 from bert4rec.data.movielens import RawDataset
-from bert4rec.data.preprocess import PrepareParams
+from bert4rec.data.preprocess import PrepareParams, Sequences
 from bert4rec.data.vocab import PAD
+from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation import metrics
 from bert4rec.evaluation.protocols import (
     EvalSet,
+    check_evaluable,
+    evaluate_folder,
+    evaluate_liked,
+    evaluate_model,
     evaluate_scorer,
     full_ranking_ranks,
     popularity_scorer,
@@ -26,6 +31,10 @@ from bert4rec.evaluation.protocols import (
     training_popularity,
     update_metrics_file,
 )
+from bert4rec.evaluation.splits import trained_on
+from bert4rec.model.config import Bert4RecConfig
+from bert4rec.model.modeling import Bert4Rec
+from bert4rec.model.scoring import model_scorer
 
 MOVIES = [10, 20, 30, 40, 50, 60]  # tokens 1..6, score columns 0..5
 HISTORIES = {1: [10, 20, 30, 40, 50], 2: [60, 50, 10], 3: [30, 20]}  # oldest first; user 3 is too short to test
@@ -140,6 +149,83 @@ def test_metrics_file_keeps_the_other_split(tmp_path):
     update_metrics_file(path, "test", {"full": {"NDCG@10": 0.2}})
     update_metrics_file(path, "test", {"full": {"NDCG@10": 0.3}})
     assert json.loads(path.read_text()) == {"valid": {"full": {"NDCG@10": 0.1}}, "test": {"full": {"NDCG@10": 0.3}}}
-    path.write_text("{not json")  # an unreadable file is replaced, not a reason to lose the new result
-    update_metrics_file(path, "valid", {"users": 3})
-    assert json.loads(path.read_text()) == {"valid": {"users": 3}}
+    assert path.read_text().startswith('{\n  "valid": {\n    "full"')  # indented for people to read
+    for unusable in ("{not json", "[1, 2]"):  # replaced, not a reason to lose the new result
+        path.write_text(unusable)
+        update_metrics_file(path, "valid", {"users": 3})
+        assert json.loads(path.read_text()) == {"valid": {"users": 3}}
+
+
+def test_sampled_protocol_in_a_scorers_result(small):
+    row = np.random.default_rng(1).permutation(small.vocab.num_items).astype(np.float32)
+    result = evaluate_scorer(recording_scorer(row.tolist(), []), small, "test", max_len=16, num_negatives=50, seed=3)
+    assert set(result) == {"full", "sampled_50", "users"} and result["users"] == len(small.eval_users())
+    data = EvalSet.for_split(small.sequences(), small.eval_users(), "test")
+    negatives = sample_negatives(data, training_popularity(small), 50, seed=3)
+    expected = (row[negatives] > row[data.targets][:, None]).sum(1)
+    assert result["sampled_50"] == metrics.summary(metrics.Ranks(expected))
+    assert result["sampled_50"]["HR@10"] > result["full"]["HR@10"]  # 50 negatives are easier than every movie
+
+
+@pytest.mark.parametrize(("holdout", "refused"), [("valid", []), ("test", ["valid"]), ("none", ["valid", "test"])])
+def test_a_split_whose_targets_the_model_trained_on_is_refused(tmp_path, holdout, refused):
+    (tmp_path / "train_config.json").write_text(json.dumps({"holdout": holdout}))
+    for split in ("valid", "test"):
+        assert trained_on(holdout, split) == (split in refused)
+        if split in refused:
+            with pytest.raises(Bert4RecError, match=f"trained on the {split} targets"):
+                check_evaluable(tmp_path, split)
+        else:
+            check_evaluable(tmp_path, split)
+
+
+def test_evaluability_errors_name_the_problem(tmp_path):
+    with pytest.raises(Bert4RecError, match="unknown split 'train'"):
+        check_evaluable(tmp_path, "train")
+    check_evaluable(tmp_path, "valid")  # an exported model, without training settings: held out as by default
+    (tmp_path / "train_config.json").write_text("{oops")
+    with pytest.raises(Bert4RecError, match="unreadable training config"):
+        check_evaluable(tmp_path, "test")
+    (tmp_path / "train_config.json").write_text(json.dumps({"holdout": "everything"}))
+    with pytest.raises(Bert4RecError, match="unknown holdout 'everything'"):
+        check_evaluable(tmp_path, "test")
+    with pytest.raises(Bert4RecError, match="unknown split 'train'"):
+        EvalSet.for_split(Sequences(np.array([0]), np.array([], dtype=np.int64), np.array([]), np.array([])),
+                          np.array([], dtype=np.int64), "train")
+
+
+def model_folder_of(dataset, folder, **aware) -> Bert4Rec:
+    torch.manual_seed(0)
+    model = Bert4Rec(Bert4RecConfig(num_items=dataset.vocab.num_items, max_len=8, hidden_size=16, num_heads=2,
+                                    num_layers=1, **aware))
+    model.save(folder)
+    preprocess.save_prepared(dataset, folder / "dataset")
+    return model
+
+
+def test_a_model_is_evaluated_beside_the_baseline_and_the_folder_keeps_the_result(tmp_path, toy):
+    model = model_folder_of(toy, tmp_path, rating_aware=False)
+    result = evaluate_model(model, toy, "test", sampled=False, progress=False)
+    assert result["split"] == "test" and set(result) == {"split", "model", "most_popular"}
+    scorer = popularity_scorer(training_popularity(toy))
+    assert result["most_popular"] == evaluate_scorer(scorer, toy, "test", 8, sampled=False)
+    assert result["model"] == evaluate_scorer(model_scorer(model), toy, "test", 8, sampled=False)
+    stored = evaluate_folder(tmp_path, "valid", device="cpu", sampled=False, progress=False)
+    assert stored["split"] == "valid" and stored["model"]["users"] == 2
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"valid": stored}
+
+
+def test_liked_targets_are_evaluated_asking_for_any_movie_and_for_a_liked_one(tmp_path):
+    watched = [(10, 4.0), (20, 3.0), (30, 5.0)]  # then each user's test movie, liked by users 1, 3 and 5
+    rows = [(user, movie, rating, time) for user in range(1, 7)
+            for time, (movie, rating) in enumerate([*watched, (40 + user, 4.5 if user % 2 else 2.0)])]
+    rows += [(9, movie, 3.0, time) for time, movie in enumerate(range(50, 90))]  # more movies to rank
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    ratings["rating"] = ratings["rating"].astype(np.float32)
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "liked")
+    dataset = preprocess.prepare(raw, PrepareParams(min_user_interactions=1, min_item_interactions=1))
+    model = model_folder_of(dataset, tmp_path, rating_aware=True)
+    result = evaluate_liked(model, dataset, "test")
+    assert result["users"] == 3
+    assert set(result) == {"users", "ask_any", "ask_liked"} and result["ask_any"] != result["ask_liked"]
+    assert set(result["ask_liked"]) == set(metrics.summary(metrics.Ranks(np.array([0]))))

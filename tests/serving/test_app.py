@@ -12,8 +12,8 @@ from bert4rec.serving.recommender import Filters, Recommender
 
 
 @pytest.fixture(scope="module")
-def recommender(tiny_model_dir) -> Recommender:
-    return Recommender.load(tiny_model_dir)
+def recommender(untrained_model_dir) -> Recommender:
+    return Recommender.load(untrained_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +202,8 @@ def test_liked_needs_a_rating_aware_model(client):
     assert client.get("/users/1/recommendations", params={"liked": "true"}).status_code == 422
 
 
-def test_rating_aware_model_reads_ratings_and_liked(tiny_aware_dir):
-    recommender = Recommender.load(tiny_aware_dir)
+def test_rating_aware_model_reads_ratings_and_liked(untrained_aware_dir):
+    recommender = Recommender.load(untrained_aware_dir)
     with TestClient(create_app(recommender)) as rating_client:
         assert rating_client.get("/health").json()["rating_aware"] is True
         def scores(body):

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from bert4rec import progress as bars
+from bert4rec.data.leave_one_out import MIN_EVAL_LENGTH, TEST, TRAIN, VALID
 from bert4rec.data.movielens import (
     Columns,
     missing_column,
@@ -26,10 +27,6 @@ from bert4rec.data.movielens import (
     placeholder_movies,
 )
 from bert4rec.data.preprocess import (
-    MIN_EVAL_LENGTH,
-    TEST,
-    TRAIN,
-    VALID,
     PrepareParams,
     catalogue,
     dataset_stats,

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bert4rec.data.leave_one_out import evaluable_users, split_labels
 from bert4rec.data.movielens import RawDataset, placeholder_movies
 from bert4rec.data.settings import PrepareParams
 from bert4rec.data.token_types import interaction_types
@@ -33,9 +34,6 @@ from bert4rec.files import (
 )
 
 VERSION = 1
-TRAIN, VALID, TEST = 0, 1, 2
-SPLIT_NAMES = ("train", "valid", "test")
-MIN_EVAL_LENGTH = 3  # a user needs a training item, a validation target and a test target
 
 
 @dataclass
@@ -81,8 +79,7 @@ class PreparedDataset:
 
     def eval_users(self) -> np.ndarray:
         """User indices that have validation and test targets."""
-        return np.flatnonzero(np.bincount(self.interactions["user_idx"].to_numpy(),
-                                          minlength=len(self.user_ids)) >= MIN_EVAL_LENGTH)
+        return evaluable_users(np.bincount(self.interactions["user_idx"].to_numpy(), minlength=len(self.user_ids)))
 
 
 def _apply_filters(ratings: pd.DataFrame, params: PrepareParams, source: str) -> pd.DataFrame:
@@ -113,19 +110,6 @@ def sample_users(users: np.ndarray, params: PrepareParams) -> np.ndarray:
 def nothing_left(source: str, params: PrepareParams) -> DataError:
     return DataError(f"{source}: no interactions left after filtering (min rating {params.min_rating}, "
                      f"at least {params.min_user_interactions} per user and {params.min_item_interactions} per item)")
-
-
-def _split_labels(user_idx: np.ndarray) -> np.ndarray:
-    """Leave-one-out per user on rows sorted by user then time: last = test, second-to-last = validation."""
-    n = len(user_idx)
-    starts = np.flatnonzero(np.r_[True, user_idx[1:] != user_idx[:-1]])
-    lengths = np.diff(np.r_[starts, n])
-    from_end = np.repeat(starts + lengths, lengths) - np.arange(n) - 1
-    evaluable = np.repeat(lengths >= MIN_EVAL_LENGTH, lengths)
-    split = np.full(n, TRAIN, dtype=np.int8)
-    split[evaluable & (from_end == 1)] = VALID
-    split[evaluable & (from_end == 0)] = TEST
-    return split
 
 
 def catalogue(movies: pd.DataFrame, vocab: ItemVocab) -> pd.DataFrame:
@@ -159,7 +143,7 @@ def dataset_stats(source: str, params: PrepareParams, lengths: np.ndarray, num_i
         "num_items": num_items,
         "num_interactions": num_interactions,
         "num_raw_interactions": num_raw,
-        "num_eval_users": int((lengths >= MIN_EVAL_LENGTH).sum()),
+        "num_eval_users": len(evaluable_users(lengths)),
         "density": num_interactions / (num_users * num_items),
         "sequence_length": _percentiles(lengths),
         "timestamp_range": list(timestamp_range),
@@ -186,7 +170,7 @@ def prepare(raw: RawDataset, params: PrepareParams = PrepareParams()) -> Prepare
         "item_id": item_id,
         "rating": kept["rating"].to_numpy()[order],
         "timestamp": kept["timestamp"].to_numpy()[order],
-        "split": _split_labels(user_idx),
+        "split": split_labels(user_idx),
     })
     user_ids = user_id[new_user]
     lengths = np.diff(np.r_[np.flatnonzero(new_user), len(user_id)])

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bert4rec.data.preprocess import TRAIN, PreparedDataset, Sequences, load_prepared
+from bert4rec.data.leave_one_out import TRAIN
+from bert4rec.data.preprocess import PreparedDataset, Sequences, load_prepared
 from bert4rec.data.token_types import LIKED_LEVEL, MASK_ANY, MASK_LIKED, rating_types
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation import metrics

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bert4rec.data.preprocess import MIN_EVAL_LENGTH, PreparedDataset
+from bert4rec.data.leave_one_out import MIN_EVAL_LENGTH
+from bert4rec.data.preprocess import PreparedDataset
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation.splits import HOLDOUT_ITEMS
 from bert4rec.model.inputs import right_aligned
