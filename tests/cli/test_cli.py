@@ -261,3 +261,20 @@ def small_prepared(tmp_path):
     result = run("prepare", "--data", shared("ml-latest-small"), "--out", prepared, "--sample-users", "0.1")
     assert result.exit_code == 0, result.output
     return prepared
+
+
+def test_every_train_option_defaults_to_its_config_field():
+    import inspect
+    from dataclasses import fields
+
+    from bert4rec.cli.train import MODEL_OPTIONS, TRAINING_OPTIONS, train_command
+    from bert4rec.model.config import Bert4RecConfig
+    from bert4rec.training.config import TrainConfig
+
+    options = inspect.signature(train_command).parameters
+    model = {f.name: f.default for f in fields(Bert4RecConfig)}
+    training = {f.name: f.default for f in fields(TrainConfig)}
+    for option, field in MODEL_OPTIONS.items():
+        assert options[option].default == model[field], option
+    for option in TRAINING_OPTIONS:
+        assert options[option].default == training[option], option

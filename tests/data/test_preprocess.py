@@ -138,6 +138,22 @@ def test_failed_write_leaves_previous_output_untouched(tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_a_save_that_fails_midway_leaves_the_previous_prepared_folder(tmp_path, monkeypatch):
+    out = tmp_path / "prepared"
+    preprocess.save_prepared(preprocess.prepare(raw_from([(1, 5, 4, 0), (1, 6, 4, 1), (1, 7, 4, 2)]), NO_FILTER), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(preprocess, "write_metadata", disk_full)  # fails after the new interactions are written
+    other = preprocess.prepare(raw_from([(2, 8, 3, 0), (2, 9, 3, 1)]), NO_FILTER)
+    with pytest.raises(OSError, match="disk full"):
+        preprocess.save_prepared(other, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
 def test_load_prepared_rejects_other_versions(tmp_path):
     (tmp_path / "stats.json").write_text(json.dumps({"format": "bert4rec-prepared", "version": 99}))
     with pytest.raises(DataError, match="incompatible"):
