@@ -284,8 +284,12 @@ def mutation_table() -> str:
 
 def mutation_survivors_table() -> str:
     """Each mutant the tests let through, and why it is left."""
+    survivors = result("mutation")["survivors"]
     rows = ["| mutant (`mutmut show` it) | why it is left |", "|---|---|"]
-    rows += [f"| `{s['mutant']}` | {s['reason']} |" for s in result("mutation")["survivors"]]
+    rows += [f"| `{s['mutant']}` | {s['reason']} |" for s in survivors if s["reason"]]
+    unexamined = sum(not s["reason"] for s in survivors)
+    if unexamined:
+        rows.append(f"| {unexamined} more | not examined yet: each needs a test that kills it or a reason |")
     return "\n".join(rows) + "\n"
 
 

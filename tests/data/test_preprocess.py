@@ -180,14 +180,19 @@ def test_vocab_rejects_unknown_and_special_tokens():
     with pytest.raises(Bert4RecError, match="unknown item id 15"):
         vocab.encode(np.array([10, 15]))
     for token in (0, vocab.mask, vocab.mask + 1, -1):
-        with pytest.raises(Bert4RecError, match="cannot decode PAD, MASK or an out-of-range token"):
+        with pytest.raises(Bert4RecError, match=r"^cannot decode PAD, MASK or an out-of-range token to an item id$"):
             vocab.decode(np.array([1, token]))
     assert vocab.decode([2, 1]).tolist() == [20, 10]  # any sequence of tokens
 
 
 def test_vocab_file_errors(tmp_path):
-    with pytest.raises(Bert4RecError, match="missing"):
+    with pytest.raises(Bert4RecError, match=r"vocab\.json: vocabulary file is missing$"):
         ItemVocab.load(tmp_path / "vocab.json")
+    for item_ids in (["a", "b"], None, [[1], [2, 3]]):
+        (tmp_path / "vocab.json").write_text(json.dumps({"format": "bert4rec-vocab", "version": 1, "pad": 0,
+                                                         "mask": 3, "item_ids": item_ids}))
+        with pytest.raises(Bert4RecError, match=r"vocab\.json: malformed item_ids \("):
+            ItemVocab.load(tmp_path / "vocab.json")
     (tmp_path / "vocab.json").write_text("{not json")
     with pytest.raises(Bert4RecError, match="unreadable"):
         ItemVocab.load(tmp_path / "vocab.json")

@@ -69,6 +69,13 @@ def test_summary_keys_and_bounds():
     assert out["HR@1"] == pytest.approx(1 / 3) and out["NDCG@20"] <= out["HR@20"]
 
 
+def test_ranks_hold_integer_vectors_whatever_they_are_given():
+    ranks = Ranks([0, 3], [1.0, 0.0])
+    assert ranks.above.dtype == np.int64 and ranks.tied.dtype == np.int64
+    assert ranks.above.tolist() == [0, 3] and ranks.tied.tolist() == [1, 0]
+    assert Ranks([2]).tied.tolist() == [0] and len(Ranks.concat([ranks, Ranks([5])])) == 3
+
+
 def test_ranks_refuse_mismatched_vectors():
     with pytest.raises(ValueError, match="equal-length"):
         Ranks(np.array([0, 1]), np.array([0]))

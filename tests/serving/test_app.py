@@ -4,6 +4,7 @@ import asyncio
 import re
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -228,3 +229,69 @@ def test_rating_aware_model_reads_ratings_and_liked(untrained_aware_dir):
             assert response.status_code == 422 and message in response.json()["detail"]
         response = rating_client.get("/users/1/recommendations", params={"liked": "true", "k": 5})
         assert response.status_code == 200 and len(response.json()["items"]) == 5
+
+
+@pytest.mark.parametrize("declared", [b"2097153", b"999999999999", b"12abc", b"-1"])
+def test_a_body_declared_too_long_or_malformed_is_refused_before_it_is_read(declared):
+    from bert4rec.serving.app import MAX_BODY_BYTES, BodyLimit
+
+    async def app(scope, receive, send):  # never reached
+        raise AssertionError("the request went through")
+
+    async def receive():
+        raise AssertionError("the body was read")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/recommendations",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", declared)]}
+    asyncio.run(BodyLimit(app)(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert f"request body over {MAX_BODY_BYTES:,} bytes".encode() in sent[1]["body"]
+
+
+def test_a_body_at_the_limit_goes_through():
+    from bert4rec.serving.app import MAX_BODY_BYTES, BodyLimit
+
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((await receive())["body"])
+
+    body = b"x" * MAX_BODY_BYTES
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", str(len(body)).encode())]}
+    asyncio.run(BodyLimit(app)(scope, receive, None))
+    assert seen == [body]
+
+
+def test_batches_never_exceed_max_batch_and_a_cancelled_request_does_not_stall_the_others(recommender):
+    from bert4rec.serving.app import MicroBatcher
+    from bert4rec.serving.recommender import Filters
+
+    async def scenario():
+        batcher = MicroBatcher(recommender, max_batch=4)
+        rows = np.array([0, 5, 9])
+        calls = [asyncio.ensure_future(batcher.recommend(rows, None, 3, Filters(), False)) for _ in range(11)]
+        await asyncio.sleep(0)  # every request queued
+        calls[1].cancel()  # its client went away while it waited in a batch
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=60)
+        await batcher.stop()
+        return batcher.batch_sizes, results
+
+    sizes, results = asyncio.run(scenario())
+    assert sum(sizes) == 11 and max(sizes) == 4
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert all(len(r.items) == 3 for i, r in enumerate(results) if i != 1)
+
+
+def test_a_non_finite_number_is_echoed_by_name(client):
+    response = client.post("/recommendations", content='{"history": [{"movieId": 1}], "k": -Infinity}',
+                           headers={"Content-Type": "application/json"})
+    assert response.json()["detail"][0]["input"] == "-inf"
