@@ -197,7 +197,7 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch):
     assert json.loads((out / "metrics.json").read_text())["test"]["model"]["users"] == 610
 
 
-def test_serve_binds_to_loopback_by_default(tiny_model_dir, monkeypatch):
+def test_serve_binds_to_loopback_by_default(untrained_model_dir, monkeypatch):
     import gc
 
     import uvicorn
@@ -205,8 +205,8 @@ def test_serve_binds_to_loopback_by_default(tiny_model_dir, monkeypatch):
     bound = []
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: bound.append((host, port, app.title)))
     monkeypatch.setattr(gc, "freeze", lambda: None)
-    assert run("serve", tiny_model_dir).exit_code == 0
-    assert run("serve", tiny_model_dir, "--host", "0.0.0.0", "--port", "9000").exit_code == 0
+    assert run("serve", untrained_model_dir).exit_code == 0
+    assert run("serve", untrained_model_dir, "--host", "0.0.0.0", "--port", "9000").exit_code == 0
     assert bound == [("127.0.0.1", 8000, "bert4rec"), ("0.0.0.0", 9000, "bert4rec")]
     assert_clean_error(run("serve", "/nonexistent-model", "--port", "0"), "--port")
 

@@ -46,8 +46,9 @@ from bert4rec.model.losses import SampledSoftmax, full_softmax
 from bert4rec.model.modeling import Bert4Rec, ItemLoss
 from bert4rec.model.scoring import model_scorer
 from bert4rec.training import distributed
-from bert4rec.training.checkpoints import TrainState, load_checkpoint, plot_curves, save_checkpoint, write_history
+from bert4rec.training.checkpoints import TrainState, load_checkpoint, save_checkpoint, write_history
 from bert4rec.training.config import EMA_HORIZON, TrainConfig
+from bert4rec.training.curves import plot_curves
 from bert4rec.training.distributed import Dist
 from bert4rec.training.windows import TrainingWindows, crop, length_bucketed_batches, random_batches
 
