@@ -75,9 +75,11 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="summarise the last run in mutants/")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "mutation.json")
     args = parser.parse_args()
-    minutes = None if args.report_only else run_mutmut(args.max_children)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    minutes = previous.get("minutes") if args.report_only else run_mutmut(args.max_children)
     reasons = tomllib.loads((HERE / "mutation_survivors.toml").read_text())
-    report = {"modules": {}, "survivors": [], "minutes": minutes,
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    report = {"modules": {}, "survivors": [], "minutes": minutes, "commit": commit.strip(),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     failures = []
     for path in modules():
