@@ -78,8 +78,9 @@ def main() -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     minutes = previous.get("minutes") if args.report_only else run_mutmut(args.max_children)
     reasons = tomllib.loads((HERE / "mutation_survivors.toml").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    report = {"modules": {}, "survivors": [], "minutes": minutes, "commit": commit.strip(),
+    commit = previous.get("commit") if args.report_only else subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    report = {"modules": {}, "survivors": [], "minutes": minutes, "commit": commit,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     failures = []
     for path in modules():

@@ -45,6 +45,7 @@ def test_leave_one_out_split_and_sequences():
     rows = [(1, i, 4, t) for t, i in enumerate([5, 6, 7, 8])] + [(2, 5, 4, 0), (2, 6, 4, 1)]
     ds = preprocess.prepare(raw_from(rows), NO_FILTER)
     assert ds.interactions["split"].tolist() == [TRAIN, TRAIN, VALID, TEST, TRAIN, TRAIN]
+    assert ds.interactions["split"].dtype == np.int8  # the column type both engines write
     assert ds.eval_users().tolist() == [0]  # user 2 is too short to have both targets
     seqs = ds.sequences()
     assert seqs.offsets.tolist() == [0, 4, 6]

@@ -70,8 +70,9 @@ def test_summary_keys_and_bounds():
 
 
 def test_ranks_hold_integer_vectors_whatever_they_are_given():
-    ranks = Ranks([0, 3], [1.0, 0.0])
+    ranks = Ranks([0.0, 3.0], [1.0, 0.0])
     assert ranks.above.dtype == np.int64 and ranks.tied.dtype == np.int64
+    assert metrics.hit_rate(ranks, 1) == pytest.approx(0.25)  # usable as indices
     assert ranks.above.tolist() == [0, 3] and ranks.tied.tolist() == [1, 0]
     assert Ranks([2]).tied.tolist() == [0] and len(Ranks.concat([ranks, Ranks([5])])) == 3
 
