@@ -175,6 +175,18 @@ def test_vocab_layout_and_round_trip(tmp_path):
     assert ItemVocab.load(tmp_path / "vocab.json").item_ids.tolist() == [10, 20, 30]
 
 
+@pytest.mark.parametrize(("item_ids", "message"), [
+    ([], "a vocabulary needs at least one item id"),
+    ([[1, 2]], "a vocabulary needs at least one item id"),
+    ([2, 1], "vocabulary item ids must be unique and ascending"),
+    ([1, 3, 3], "vocabulary item ids must be unique and ascending"),
+])
+def test_a_vocabulary_needs_unique_ascending_ids(item_ids, message):
+    with pytest.raises(Bert4RecError, match=f"^{message}$"):
+        ItemVocab(np.array(item_ids))
+    assert ItemVocab(np.array([7])).num_items == 1 and ItemVocab.from_items([3, 1, 3]).item_ids.tolist() == [1, 3]
+
+
 def test_vocab_rejects_unknown_and_special_tokens():
     vocab = ItemVocab.from_items(np.array([10, 20]))
     assert vocab.known(np.array([10, 15, 99])).tolist() == [True, False, False]

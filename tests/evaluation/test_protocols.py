@@ -97,6 +97,15 @@ def test_a_long_history_is_cut_to_the_newest_items_but_all_of_it_is_excluded(toy
     assert ranks.above.tolist() == [0, 0] and ranks.tied.tolist() == [0, 0]
 
 
+def test_histories_without_token_types_rank_as_with_them_for_a_plain_scorer(toy):
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "test")
+    untyped = EvalSet(data.tokens, data.starts, data.ends, data.targets)  # no ratings or times known
+    scorer = recording_scorer([0, 1, 2, 3, 4, 5], [])
+    assert untyped.types is None
+    ranks = [full_ranking_ranks(scorer, d, 8, toy.vocab.mask) for d in (untyped, data)]
+    assert [r.above.tolist() for r in ranks] == [[1, 3], [1, 3]] and not ranks[0].tied.any()
+
+
 def test_tied_scores_are_counted_as_the_expected_place(toy):
     data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "valid")
     ranks = full_ranking_ranks(recording_scorer([1, 1, 1, 1, 1, 1], []), data, 8, toy.vocab.mask)
