@@ -6,6 +6,7 @@ import re
 import httpx
 import numpy as np
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from bert4rec.serving.app import create_app
@@ -295,3 +296,28 @@ def test_a_non_finite_number_is_echoed_by_name(client):
     response = client.post("/recommendations", content='{"history": [{"movieId": 1}], "k": -Infinity}',
                            headers={"Content-Type": "application/json"})
     assert response.json()["detail"][0]["input"] == "-inf"
+
+
+def test_a_body_over_the_limit_in_small_messages_is_cut_off():
+    from bert4rec.serving.app import MAX_BODY_BYTES, BodyLimit
+
+    chunk = b"x" * (MAX_BODY_BYTES // 3 + 1)
+    messages = [{"type": "http.request", "body": chunk, "more_body": i < 2} for i in range(3)]
+
+    async def app(scope, receive, send):
+        while (await receive())["more_body"]:
+            pass
+
+    async def receive():
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}  # no Content-Length: streamed
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(BodyLimit(app)(scope, receive, None))
+    assert refused.value.status_code == 413
+
+
+def test_unknown_ids_are_skipped_wherever_they_are_in_the_history(client):
+    body = {"history": [{"movieId": 1}, {"movieId": 123456789}, {"movieId": 296}], "ignore_unknown": True, "k": 3}
+    data = client.post("/recommendations", json=body).json()
+    assert [m["movieId"] for m in data["history"]] == [1, 296]
