@@ -34,7 +34,8 @@ def test_seen_items_are_never_returned(recommender):
     assert sorted(ids(with_seen)) == [1, 2, 3, 296, 356]
 
 
-def test_mask_is_appended_after_the_history(recommender, monkeypatch):
+def model_inputs(recommender, monkeypatch) -> list:
+    """The input batches the model is asked to score from now on, recorded as they pass."""
     seen_inputs = []
     original = recommender.model.score_last
 
@@ -43,6 +44,11 @@ def test_mask_is_appended_after_the_history(recommender, monkeypatch):
         return original(inputs, *args)
 
     monkeypatch.setattr(recommender.model, "score_last", spy)
+    return seen_inputs
+
+
+def test_mask_is_appended_after_the_history(recommender, monkeypatch):
+    seen_inputs = model_inputs(recommender, monkeypatch)
     recommender.recommend_history([1, 356, 296], k=5)
     tokens = recommender.vocab.encode(np.array([1, 356, 296])).tolist()
     row = [t for t in seen_inputs[0][0].tolist() if t != 0]  # left padding (to a multiple of 8) dropped
@@ -55,14 +61,7 @@ def test_long_histories_keep_their_newest_movies_and_exclude_all_of_them(recomme
     history = recommender.user_history(user)  # catalogue rows, oldest first
     max_len = recommender.model.config.max_len
     assert len(history) > max_len
-    seen_inputs = []
-    original = recommender.model.score_last
-
-    def spy(inputs, *args):
-        seen_inputs.append(inputs.clone())
-        return original(inputs, *args)
-
-    monkeypatch.setattr(recommender.model, "score_last", spy)
+    seen_inputs = model_inputs(recommender, monkeypatch)
     recs = recommender.recommend_user(user, k=50, filters=Filters())
     assert seen_inputs[0][0].tolist() == [*(history[-(max_len - 1):] + 1).tolist(), recommender.vocab.mask]
     watched = set(recommender.catalog.movies["item_id"].to_numpy()[history].tolist())
