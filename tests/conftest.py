@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,29 @@ def _train_tiny(tmp_path_factory, name: str, *extra: str) -> Path:
                                       *TINY_TRAIN_ARGS, *extra])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for this test session (see tests/postgres.py); skipped where none can be started,
+    unless BERT4REC_REQUIRE_POSTGRES=1 (CI), where that is a failure."""
+    from postgres import REQUIRE_ENV, PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        message = f"no PostgreSQL server: {exc} {detail.decode(errors='replace')[-500:]}"
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """An empty database for one test, on each backend: a SQLite file, and a new database on the session's server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return request.getfixturevalue("postgres_server").new_database()

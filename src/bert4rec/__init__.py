@@ -6,6 +6,7 @@ The public API, importable from here (loaded on first use, so that ``import bert
     from bert4rec import Bert4Rec, Bert4RecConfig              # the model
     from bert4rec import TrainConfig, fit, load_recipe         # training
     from bert4rec import prepare, load_dataset, evaluate_model # data and evaluation
+    from bert4rec import EventStore, Event                     # the event store
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bert4rec.errors import (
     DownloadError,
     InvalidRequestError,
     ModelFolderError,
+    StoreError,
     TitleNotFoundError,
     UnknownItemError,
     UnknownUserError,
@@ -42,12 +44,14 @@ _LAZY = {
     "load_prepared": "bert4rec.data.preprocess",
     "load_dataset": "bert4rec.data.movielens",
     "evaluate_model": "bert4rec.evaluation.protocols",
+    "EventStore": "bert4rec.store.events",
+    "Event": "bert4rec.store.events",
 }
 _RENAMED = {"load_dataset": "load"}  # movielens.load, exported under a name that says what it loads
 
 __all__ = [
     "AmbiguousTitleError", "Bert4RecError", "ChangedFileError", "DataError", "DownloadError", "InvalidRequestError",
-    "ModelFolderError", "TitleNotFoundError", "UnknownItemError", "UnknownUserError", "__version__", *_LAZY,
+    "ModelFolderError", "StoreError", "TitleNotFoundError", "UnknownItemError", "UnknownUserError", "__version__", *_LAZY,
 ]
 
 

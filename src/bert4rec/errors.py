@@ -46,3 +46,7 @@ class AmbiguousTitleError(Bert4RecError):
 
 class InvalidRequestError(Bert4RecError):
     """A parameter out of range (k, filters, history length)."""
+
+
+class StoreError(Bert4RecError):
+    """The event store cannot be reached, is not initialised, or refused a write."""

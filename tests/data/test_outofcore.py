@@ -89,6 +89,18 @@ def test_a_user_with_three_items_gets_train_valid_test_in_both_engines(tmp_path)
         assert engine["user_id"].tolist() == users and engine["split"].tolist() == expected
 
 
+def test_an_empty_rating_means_not_rated_in_both_engines(tmp_path):
+    # What `bert4rec db export` writes for events that came without a rating.
+    folder = write_one(tmp_path / "data", userId=[1, 1, 1, 1], movieId=[1, 2, 3, 4],
+                       rating=[4.0, None, float("nan"), 2.5], timestamp=[1, 2, 3, 4])
+    params = PrepareParams(None, 1, 1)
+    prepare_partitioned(folder, tmp_path / "duckdb", params, progress=False)
+    preprocess.save_prepared(preprocess.prepare(movielens.load(folder), params), tmp_path / "memory")
+    assert_same_prepared(tmp_path / "memory", tmp_path / "duckdb")
+    ratings = pq.read_table(tmp_path / "memory" / "interactions.parquet")["rating"].to_numpy()
+    np.testing.assert_array_equal(ratings, [4.0, np.nan, np.nan, 2.5])
+
+
 def write_one(folder, **columns):
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns), folder / "part-0.parquet")
@@ -100,7 +112,9 @@ def write_one(folder, **columns):
     ({"userId": ["7", "x"], "movieId": [1, 2], "timestamp": [1, 2]}, "row 2: missing or invalid user_id"),
     ({"userId": [1.0, 1.5], "movieId": [1, 2], "timestamp": [1, 2]}, "row 2: missing or invalid user_id"),
     ({"userId": [1, 2], "movieId": [1, None], "timestamp": [1, 2]}, "row 2: missing or invalid item_id"),
-    ({"userId": [1, 2], "movieId": [1, 2], "rating": [4.0, float("nan")], "timestamp": [1, 2]},
+    ({"userId": [1, 2], "movieId": [1, 2], "rating": [4.0, float("inf")], "timestamp": [1, 2]},
+     "row 2: missing or invalid rating"),
+    ({"userId": [1, 2], "movieId": [1, 2], "rating": ["4", "good"], "timestamp": [1, 2]},
      "row 2: missing or invalid rating"),
 ])
 def test_bad_values_are_named_and_nothing_is_written(tmp_path, columns, message):

@@ -24,9 +24,9 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def command(*args, **kwargs):
-    """Register a command whose expected failures print one line and exit with status 2, and whose warnings print
-    one line each."""
+def command(*args, group: typer.Typer = app, **kwargs):
+    """Register a command (on ``group``: the app or a command group) whose expected failures print one line and exit
+    with status 2, and whose warnings print one line each."""
 
     def wrap(func):
         @functools.wraps(func)
@@ -42,7 +42,7 @@ def command(*args, **kwargs):
                 err_console.print("interrupted")
                 raise typer.Exit(130) from None
 
-        return app.command(*args, **kwargs)(run)
+        return group.command(*args, **kwargs)(run)
 
     return wrap
 

@@ -137,16 +137,19 @@ def missing_column(label: str, column: str, present) -> DataError:
     return DataError(f"{label}: missing column '{column}' (columns are: {listed})")
 
 
-def _first_bad_row(original: pd.Series, numeric: pd.Series) -> tuple[int, object] | None:
+def _first_bad_row(original: pd.Series, numeric: pd.Series, missing_ok: bool = False) -> tuple[int, object] | None:
     bad = numeric.isna().to_numpy()
+    if missing_ok:
+        bad = bad & original.notna().to_numpy()
     if not bad.any():
         return None
     row = int(np.flatnonzero(bad)[0])
     return row, original.iloc[row]
 
 
-def _numeric_column(df: pd.DataFrame, column: str, label: str, integer: bool) -> np.ndarray:
-    """Validate one column as numbers (integers for ids), naming the first offending row on failure."""
+def _numeric_column(df: pd.DataFrame, column: str, label: str, integer: bool, missing_ok: bool = False) -> np.ndarray:
+    """Validate one column as numbers (integers for ids), naming the first offending row on failure; with
+    ``missing_ok``, an empty value (None, NaN) is allowed and read as NaN."""
     if column not in df.columns:
         raise missing_column(label, column, df.columns)
     values = df[column]
@@ -156,7 +159,7 @@ def _numeric_column(df: pd.DataFrame, column: str, label: str, integer: bool) ->
             raise DataError(f"{label}: column '{column}', row {row + 1}: missing value")
         return values.astype("datetime64[s]").astype("int64").to_numpy()
     numeric = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_numeric_dtype(values) else values
-    bad = _first_bad_row(values, numeric)
+    bad = _first_bad_row(values, numeric, missing_ok)
     if bad is not None:
         row, value = bad
         what = "missing value" if pd.isna(value) else f"{value!r} is not a number"
@@ -169,8 +172,9 @@ def _numeric_column(df: pd.DataFrame, column: str, label: str, integer: bool) ->
             raise DataError(f"{label}: column '{column}', row {row + 1}: {array[row].item()!r} is not an integer id")
     if integer:
         return array.astype(np.int64)
-    if not np.isfinite(array).all():
-        row = int(np.flatnonzero(~np.isfinite(array))[0])
+    array = numeric.to_numpy(dtype=np.float64, na_value=np.nan)  # NaN only where missing_ok allowed it
+    if np.isinf(array).any():
+        row = int(np.flatnonzero(np.isinf(array))[0])
         raise DataError(f"{label}: column '{column}', row {row + 1}: {array[row].item()!r} is not finite")
     return array
 
@@ -180,7 +184,7 @@ def canonical_ratings(df: pd.DataFrame, label: str, columns: Columns = Columns()
     if len(df) == 0:
         raise DataError(f"{label}: no rows")
     if columns.rating is not None and columns.rating in df.columns:
-        rating = _numeric_column(df, columns.rating, label, integer=False)
+        rating = _numeric_column(df, columns.rating, label, integer=False, missing_ok=True)  # empty: not rated
         huge = np.flatnonzero(np.abs(rating) > np.finfo(np.float32).max)  # would become inf as float32
         if len(huge):
             raise DataError(f"{label}: column '{columns.rating}', row {huge[0] + 1}: {rating[huge[0]].item()!r} "

@@ -195,8 +195,10 @@ def _column_expressions(types: dict[str, str], columns: Columns, folder: Path) -
     expressions = {"user_id": integer(columns.user), "item_id": integer(columns.item),
                    "ts": integer(columns.timestamp)}
     if columns.rating is not None and columns.rating in types:
-        number = f"TRY_CAST({need(columns.rating)} AS DOUBLE)"
-        expressions["rating"] = (f"{number}::FLOAT", f"{number} IS NULL OR NOT isfinite({number})")
+        column = need(columns.rating)
+        number = f"TRY_CAST({column} AS DOUBLE)"  # an empty rating (NULL, NaN) means not rated, as in memory
+        expressions["rating"] = (f"(CASE WHEN isnan({number}) THEN NULL ELSE {number} END)::FLOAT",
+                                 f"{column} IS NOT NULL AND ({number} IS NULL OR isinf({number}))")
     elif columns.rating is not None and columns.rating != Columns.rating:
         need(columns.rating)  # raises: a rating column was named but is not there
     else:

@@ -1,0 +1,188 @@
+"""The event store's reads and writes: events appended with their users, histories read back in order, users
+erased, movies added. Each write is one transaction: acknowledged means committed, and a failed write leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bert4rec.data.movielens import NO_GENRES
+from bert4rec.errors import InvalidRequestError, UnknownItemError, UnknownUserError
+from bert4rec.store.database import WRITE_OPTION, check_schema, connect, describe, unavailable_as_store_error
+from bert4rec.store.schema import MAX_EVENT_ID_LENGTH, events, movies, users
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interaction: ``user_id`` watched ``movie_id`` at ``timestamp`` (Unix seconds; None: now), rated
+    ``rating`` (None: not rated). ``event_id``, the client's key, makes a retried write a duplicate."""
+
+    user_id: int
+    movie_id: int
+    rating: float | None = None
+    timestamp: int | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    stored: int
+    duplicates: int  # events whose (user, event_id) was already stored, or given twice in the batch
+
+
+@dataclass(frozen=True)
+class History:
+    """A user's most recent events, oldest first."""
+
+    movie_ids: np.ndarray  # int64
+    ratings: np.ndarray  # float64, NaN where not rated
+    timestamps: np.ndarray  # int64, Unix seconds
+
+
+EMPTY_HISTORY = History(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
+
+
+@dataclass(frozen=True)
+class MovieRecord:
+    movie_id: int
+    title: str
+    year: int | None = None
+    genres: str = NO_GENRES
+
+
+class EventStore:
+    """Users, movies and events in a SQLite file or a PostgreSQL database."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.writer = engine.execution_options(**{WRITE_OPTION: True})
+
+    @classmethod
+    def open(cls, spec=None) -> EventStore:
+        """The store at ``spec`` (a path or URL; ``$BERT4REC_DB`` when None), which ``bert4rec db init`` made."""
+        engine = connect(spec)
+        check_schema(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def name(self) -> str:
+        return describe(self.engine.url)
+
+    def _insert(self, table):
+        """INSERT that skips rows whose key is already there (the dialect's ON CONFLICT DO NOTHING)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    # ------------------------------------------------------------------------------------------ writes
+
+    def add_events(self, batch: Sequence[Event], now: float | None = None) -> Written:
+        """Append events, creating their users; all or none are stored. An unknown movie id is an error naming it;
+        an event whose (user, event_id) is already stored is counted as a duplicate and not stored again."""
+        now = time.time() if now is None else now
+        rows, duplicates = _rows(batch, now)
+        if not rows:
+            return Written(0, duplicates)
+        with unavailable_as_store_error(self.engine), self.writer.begin() as connection:
+            wanted = {row["movie_id"] for row in rows}
+            known = set(connection.scalars(select(movies.c.movie_id).where(movies.c.movie_id.in_(wanted))))
+            if unknown := sorted(wanted - known):
+                shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+                raise UnknownItemError(f"unknown movie id{'s' * (len(unknown) > 1)} {shown} (add it with "
+                                       "POST /movies first)")
+            user_ids = sorted({row["user_id"] for row in rows})
+            connection.execute(self._insert(users), [{"user_id": u, "created_at": now} for u in user_ids])
+            stored = connection.execute(self._insert(events).returning(events.c.id), rows).all()
+        return Written(len(stored), duplicates + len(rows) - len(stored))
+
+    def add_movies(self, records: Iterable[MovieRecord], now: float | None = None) -> int:
+        """Add movies (an id already stored keeps its title and genres); returns how many were new."""
+        now = time.time() if now is None else now
+        rows = [{"movie_id": int(m.movie_id), "title": m.title, "year": m.year, "genres": m.genres, "added_at": now}
+                for m in records]
+        if not rows:
+            return 0
+        with unavailable_as_store_error(self.engine), self.writer.begin() as connection:
+            return len(connection.execute(self._insert(movies).returning(movies.c.movie_id), rows).all())
+
+    def delete_user(self, user_id: int) -> int:
+        """Erase a user and every event of theirs; returns how many events went. Unknown users are an error."""
+        with unavailable_as_store_error(self.engine), self.writer.begin() as connection:
+            erased = connection.execute(delete(events).where(events.c.user_id == user_id)).rowcount
+            if connection.execute(delete(users).where(users.c.user_id == user_id)).rowcount == 0:
+                raise UnknownUserError(f"unknown user id {user_id}")
+        return erased
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    def histories(self, user_ids: Sequence[int], limit: int) -> dict[int, History]:
+        """The last ``limit`` events of each user, oldest first, in one query; users with none are absent."""
+        if not user_ids or limit < 1:
+            return {}
+        newest = func.row_number().over(partition_by=events.c.user_id,
+                                        order_by=(events.c.timestamp.desc(), events.c.id.desc())).label("newest")
+        ranked = (select(events.c.user_id, events.c.movie_id, events.c.rating, events.c.timestamp, newest)
+                  .where(events.c.user_id.in_(sorted(set(user_ids)))).subquery())
+        query = (select(ranked.c.user_id, ranked.c.movie_id, ranked.c.rating, ranked.c.timestamp)
+                 .where(ranked.c.newest <= limit).order_by(ranked.c.user_id, ranked.c.newest.desc()))
+        with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        found: dict[int, list] = {}
+        for user_id, movie_id, rating, timestamp in rows:
+            found.setdefault(user_id, []).append((movie_id, np.nan if rating is None else rating, timestamp))
+        return {user: History(np.array([r[0] for r in entries], np.int64), np.array([r[1] for r in entries]),
+                              np.array([r[2] for r in entries], np.int64))
+                for user, entries in found.items()}
+
+    def user_events(self, user_id: int, limit: int = 100) -> list[dict]:
+        """A user's events, newest first, as stored. Unknown users are an error."""
+        query = (select(events.c.movie_id, events.c.rating, events.c.timestamp, events.c.received_at,
+                        events.c.event_id)
+                 .where(events.c.user_id == user_id)
+                 .order_by(events.c.timestamp.desc(), events.c.id.desc()).limit(limit))
+        with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
+            if connection.scalar(select(users.c.user_id).where(users.c.user_id == user_id)) is None:
+                raise UnknownUserError(f"unknown user id {user_id}")
+            return [{"movieId": m, "rating": r, "timestamp": t, "receivedAt": at, "eventId": e}
+                    for m, r, t, at, e in connection.execute(query)]
+
+    def movies_by_id(self, movie_ids: Sequence[int]) -> dict[int, MovieRecord]:
+        query = select(movies.c.movie_id, movies.c.title, movies.c.year, movies.c.genres).where(
+            movies.c.movie_id.in_(sorted(set(movie_ids))))
+        with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
+            return {row.movie_id: MovieRecord(*row) for row in connection.execute(query)}
+
+    def counts(self) -> dict[str, int]:
+        """How many users, movies and events the store holds."""
+        with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
+            return {table.name: connection.scalar(select(func.count()).select_from(table))
+                    for table in (users, movies, events)}
+
+
+def _rows(batch: Sequence[Event], now: float) -> tuple[list[dict], int]:
+    """The events as table rows, checked, and how many repeat an event_id given earlier in the batch."""
+    rows, keys = [], set()
+    for position, e in enumerate(batch):
+        if e.rating is not None and not math.isfinite(e.rating):
+            raise InvalidRequestError(f"event {position}: rating {e.rating} is not a finite number")
+        if e.event_id is not None:
+            if not 0 < len(e.event_id) <= MAX_EVENT_ID_LENGTH:
+                raise InvalidRequestError(f"event {position}: eventId must be 1 to {MAX_EVENT_ID_LENGTH} characters")
+            if (e.user_id, e.event_id) in keys:
+                continue
+            keys.add((e.user_id, e.event_id))
+        rows.append({"user_id": int(e.user_id), "movie_id": int(e.movie_id), "rating": e.rating,
+                     "timestamp": int(now) if e.timestamp is None else int(e.timestamp), "received_at": now,
+                     "event_id": e.event_id})
+    return rows, len(batch) - len(rows)
+
