@@ -51,7 +51,8 @@ _RENAMED = {"load_dataset": "load"}  # movielens.load, exported under a name tha
 
 __all__ = [
     "AmbiguousTitleError", "Bert4RecError", "ChangedFileError", "DataError", "DownloadError", "InvalidRequestError",
-    "ModelFolderError", "StoreError", "TitleNotFoundError", "UnknownItemError", "UnknownUserError", "__version__", *_LAZY,
+    "ModelFolderError", "StoreError", "TitleNotFoundError", "UnknownItemError", "UnknownUserError", "__version__",
+    *_LAZY,
 ]
 
 

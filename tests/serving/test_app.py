@@ -26,7 +26,7 @@ def client(recommender):
 
 def test_health_and_docs(client):
     assert client.get("/health").json() == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False,
-                                                "time_aware": False}
+                                                "time_aware": False, "store": None}
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/health", "/movies", "/movies/{movieId}", "/recommendations", "/users/{userId}/recommendations"} <= set(
@@ -36,7 +36,7 @@ def test_health_and_docs(client):
 def test_movie_search_and_lookup(client):
     found = client.get("/movies", params={"q": "toy story", "limit": 3}).json()
     assert found[0] == {"movieId": 1, "title": "Toy Story (1995)", "year": 1995,
-                        "genres": ["Adventure", "Animation", "Children", "Comedy", "Fantasy"]}
+                        "genres": ["Adventure", "Animation", "Children", "Comedy", "Fantasy"], "recommendable": True}
     assert len(found) == 3
     assert len(client.get("/movies", params={"q": "", "limit": 5}).json()) == 5  # most popular
     assert client.get("/movies/2571").json()["title"] == "Matrix, The (1999)"
@@ -273,7 +273,7 @@ def test_a_body_at_the_limit_goes_through():
 
 
 def test_batches_never_exceed_max_batch_and_a_cancelled_request_does_not_stall_the_others(recommender):
-    from bert4rec.serving.app import MicroBatcher
+    from bert4rec.serving.batching import MicroBatcher
     from bert4rec.serving.recommender import Filters
 
     async def scenario():

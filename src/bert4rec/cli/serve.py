@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,11 @@ import typer
 
 from bert4rec.cli.main import ModelDirArgument, command, console
 from bert4rec.errors import Bert4RecError
+
+
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
 
 
 @command("serve")
@@ -19,14 +25,28 @@ def serve_command(
     device: Annotated[str, typer.Option(help="cpu, cuda or mps.")] = "cpu",
     threads: Annotated[int | None, typer.Option(
         help="CPU threads for the model (default: PyTorch's). Leave cores for the event loop under load.")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="An event store (made by `bert4rec db init`): POST /events records what users do, and their "
+                     "recommendations follow it at once. A SQLite file or a PostgreSQL URL; $BERT4REC_DB is not "
+                     "read here, so a store is always asked for explicitly.")] = None,
+    api_keys_file: Annotated[Path | None, typer.Option(
+        help="Keys that may write (one per line), besides $BERT4REC_API_KEYS; clients send "
+             "'Authorization: Bearer KEY'.")] = None,
+    open_writes: Annotated[bool, typer.Option(
+        help="With --db and no keys: let anyone write, for a trial; the server then listens on 127.0.0.1 only.")]
+    = False,
+    read_key: Annotated[bool, typer.Option(
+        help="Reads need a key too (a write key or one of $BERT4REC_READ_KEYS); /health/* never do.")] = False,
+    log_format: Annotated[LogFormat, typer.Option(help="One line per request: text, or json.")] = LogFormat.text,
 ) -> None:
-    """Serve the REST API (docs at /docs) and the web page (at /) for a trained model."""
+    """Serve the REST API (docs at /docs) and the web page (at /) for a trained model; with --db, record events
+    and recommend from them."""
     from bert4rec.serving.app import serve
 
     if not 0 < port < 65536:
         raise Bert4RecError(f"--port must be between 1 and 65535, not {port}")
     console.print(f"serving {model_dir} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    serve(str(model_dir), host, port, device, threads)
+    serve(str(model_dir), host, port, device, threads, db, api_keys_file, open_writes, read_key, log_format.value)
 
 
 @command("export")

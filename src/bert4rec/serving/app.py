@@ -1,110 +1,41 @@
-"""REST API and web page over a Recommender (FastAPI + uvicorn).
-
-Requests for model scores are micro-batched: a single worker thread owns the model; whenever it is free it takes
-every request waiting in the queue (up to ``max_batch``) and scores them in one forward pass. At low load a request
-is scored at once; under load, batches grow and throughput grows with the number of clients.
-"""
+"""REST API and web page over a Recommender (FastAPI + uvicorn). Requests for model scores are micro-batched
+(``batching.py``); with an event store, the store's routes and user histories come from ``live.py``."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
+import functools
 import gc
 import math
-from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
-from bert4rec.errors import AmbiguousTitleError, Bert4RecError, UnknownItemError, UnknownUserError
+from bert4rec.errors import AmbiguousTitleError, Bert4RecError, StoreError, UnknownItemError, UnknownUserError
+from bert4rec.serving.access import API_KEYS_ENV, UNPROTECTED, Keys, Metrics, configure_access_log, observe
+from bert4rec.serving.batching import MicroBatcher
+from bert4rec.serving.catalog import search_catalogues
+from bert4rec.serving.live import AddedMovies, add_live_routes
 from bert4rec.serving.recommender import MAX_K, Filters, Recommender, history_types
 from bert4rec.serving.schemas import (
     INT64,
     ErrorBody,
     Health,
     Movie,
+    Ready,
     RecommendationRequest,
     RecommendationResponse,
     WatchedByTitle,
 )
+from bert4rec.store import EventStore
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
-
-
-# ------------------------------------------------------------------------------------------------ batching
-
-
-@dataclass
-class _Job:
-    rows: np.ndarray
-    types: np.ndarray | None  # packed token types of the history
-    k: int
-    filters: Filters
-    explain: bool
-    future: asyncio.Future
-
-
-class MicroBatcher:
-    """Scores queued requests together on one worker thread."""
-
-    def __init__(self, recommender: Recommender, max_batch: int = 64):
-        self.recommender = recommender
-        self.max_batch = max_batch
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bert4rec-model")
-        self.batch_sizes: list[int] = []
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-    async def recommend(self, rows: np.ndarray, types: np.ndarray | None, k: int, filters: Filters,
-                        explain: bool):
-        if self._task is None:  # served without the lifespan hook (some test clients): start on first use
-            self.start()
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(rows, types, k, filters, explain, future))
-        return await future
-
-    def _work(self, jobs: list[_Job]) -> list:
-        scores = self.recommender.score_histories([job.rows for job in jobs], [job.types for job in jobs],
-                                                  [job.filters.liked for job in jobs])
-        results = []
-        for job, row in zip(jobs, scores, strict=True):
-            try:
-                results.append(self.recommender.select(row, job.rows, job.k, job.filters, job.explain))
-            except Bert4RecError as exc:
-                results.append(exc)
-        return results
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            jobs = [await self.queue.get()]
-            while len(jobs) < self.max_batch and not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
-            self.batch_sizes.append(len(jobs))
-            try:
-                results = await loop.run_in_executor(self.executor, self._work, jobs)
-            except Exception as exc:  # surfaced to each waiting request as an error, never kills the worker
-                results = [exc] * len(jobs)
-            for job, result in zip(jobs, results, strict=True):
-                if job.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    job.future.set_exception(result)
-                else:
-                    job.future.set_result(result)
 
 
 # ------------------------------------------------------------------------------------------------ app
@@ -154,22 +85,38 @@ def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[
     return np.asarray(rows, dtype=np.int64), types
 
 
-def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
-    """The FastAPI app: catalogue search, recommendations (micro-batched) and the web page."""
-    batcher = MicroBatcher(recommender, max_batch)
+def create_app(recommender: Recommender, max_batch: int = 64, store: EventStore | None = None,
+               keys: Keys | None = None) -> FastAPI:
+    """The FastAPI app: catalogue search, recommendations (micro-batched), the web page, health and metrics; with a
+    ``store``, events in and recommendations that follow them (``live.py``)."""
+    keys = keys or Keys()
+    metrics = Metrics()
+    batcher = MicroBatcher(recommender, max_batch, metrics.batch_size.labels("model").observe)
 
     async def lifespan(app: FastAPI):
         batcher.start()
         yield
         await batcher.stop()
+        if store is not None:
+            await app.state.history_reader.stop()
 
-    app = FastAPI(title="bert4rec", version="1", lifespan=lifespan,
-                  description="BERT4Rec movie recommendations: search the catalogue, recommend after a history.")
-    app.state.batcher = batcher
+    def may_read(request: Request) -> None:
+        if request.url.path not in UNPROTECTED and request.url.path != "/":
+            keys.check(request, write=False)
+
+    app = FastAPI(title="bert4rec", version="1", lifespan=lifespan, dependencies=[Depends(may_read)],
+                  description="BERT4Rec movie recommendations: search the catalogue, recommend after a history; "
+                              "with an event store, record what users do and recommend from it.")
+    app.state.batcher, app.state.metrics = batcher, metrics
     app.add_middleware(BodyLimit)
-    _add_error_handlers(app)
-    _add_catalogue_routes(app, recommender)
-    _add_recommendation_routes(app, recommender, batcher)
+    app.middleware("http")(functools.partial(observe, metrics=metrics))
+    _add_error_handlers(app, metrics)
+    added = None
+    if store is not None:
+        added = add_live_routes(app, recommender, batcher, store, keys, metrics, max_batch)
+    _add_catalogue_routes(app, recommender, added)
+    _add_recommendation_routes(app, recommender, batcher, user_route=store is None)
+    _add_operator_routes(app, recommender, store, metrics)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -179,6 +126,7 @@ def create_app(recommender: Recommender, max_batch: int = 64) -> FastAPI:
 
 
 ERROR_RESPONSES = {404: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+RETRY_AFTER_S = 1  # what a client told "store unavailable" should wait before retrying
 
 
 def _json_safe(value):
@@ -192,8 +140,14 @@ def _json_safe(value):
     return value
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    """Expected failures become a 4xx whose body says what was wrong."""
+def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    """Expected failures become a 4xx whose body says what was wrong; a store that cannot answer, a 503."""
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, exc: StoreError):
+        metrics.store_errors.inc()
+        return JSONResponse({"detail": f"the event store is unavailable: {exc}"}, 503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -213,14 +167,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, 422)
 
 
-def _add_catalogue_routes(app: FastAPI, recommender: Recommender) -> None:
+def _add_catalogue_routes(app: FastAPI, recommender: Recommender, added: AddedMovies | None) -> None:
     catalog = recommender.catalog
-
-    @app.get("/health", response_model=Health)
-    async def health() -> Health:
-        return Health(status="ok", movies=len(catalog), users=len(recommender.user_index),
-                      rating_aware=recommender.model.config.rating_aware,
-                      time_aware=recommender.model.config.time_aware)
 
     @app.get("/movies", response_model=list[Movie], responses=ERROR_RESPONSES)
     async def search_movies(q: Annotated[str, Query(max_length=200)] = "",
@@ -228,16 +176,22 @@ def _add_catalogue_routes(app: FastAPI, recommender: Recommender) -> None:
         """Title search, forgiving about case, accents, articles and typos; empty q lists the most popular."""
         if not q.strip():
             return catalog.describe(np.argsort(-catalog.popularity, kind="stable")[:limit])
-        return catalog.search(q, limit)
+        if added is None:
+            return catalog.search(q, limit)
+        found = search_catalogues([catalog, added.catalog], q, limit)
+        return [dict(m, recommendable=m["movieId"] in catalog.row_of_id.index) for m in found]
 
     @app.get("/movies/{movieId}", response_model=Movie, responses=ERROR_RESPONSES)
     async def get_movie(movieId: Annotated[int, Path(**INT64)]) -> dict:
-        if movieId not in catalog.row_of_id.index:
-            raise HTTPException(404, f"unknown movie id {movieId}")
-        return catalog.describe(np.array([catalog.row_of_id[movieId]]))[0]
+        if movieId in catalog.row_of_id.index:
+            return catalog.describe(np.array([catalog.row_of_id[movieId]]))[0]
+        if added is not None and (movie := added.describe(movieId)) is not None:
+            return movie
+        raise HTTPException(404, f"unknown movie id {movieId}")
 
 
-def _add_recommendation_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatcher) -> None:
+def _add_recommendation_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatcher,
+                               user_route: bool) -> None:
     @app.post("/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
     async def recommend(request: RecommendationRequest) -> dict:
         filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
@@ -247,6 +201,9 @@ def _add_recommendation_routes(app: FastAPI, recommender: Recommender, batcher: 
         if len(rows) == 0:
             return recommender.recommend_rows(rows, request.k, filters).to_dict()  # popularity, no model call
         return (await batcher.recommend(rows, types, request.k, filters, request.explain)).to_dict()
+
+    if not user_route:
+        return
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
     async def recommend_user(userId: Annotated[int, Path(**INT64)],
@@ -259,13 +216,51 @@ def _add_recommendation_routes(app: FastAPI, recommender: Recommender, batcher: 
         return (await batcher.recommend(rows, types, k, filters, True)).to_dict()
 
 
+def _add_operator_routes(app: FastAPI, recommender: Recommender, store: EventStore | None,
+                         metrics: Metrics) -> None:
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index),
+                      rating_aware=recommender.model.config.rating_aware,
+                      time_aware=recommender.model.config.time_aware, store=store.name if store else None)
+
+    @app.get("/health/live", response_model=Ready)
+    async def live() -> dict:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready", response_model=Ready, responses={503: {"model": ErrorBody}})
+    async def ready() -> dict:
+        """The model is loaded and the store, if any, answers: ready for traffic."""
+        if store is not None:
+            await run_in_threadpool(store.ping)
+        return {"status": "ok", "store": store.name if store else None}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Prometheus metrics: requests and latency per route, micro-batch sizes, events stored, store errors."""
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-          threads: int | None = None) -> None:
+          threads: int | None = None, db: str | None = None, api_keys_file: str | None = None,
+          open_writes: bool = False, read_key: bool = False, log_format: str = "text") -> None:
     import torch
     import uvicorn
 
+    keys = Keys.configured(api_keys_file, read_key, open_writes)
+    store = EventStore.open(db) if db is not None else None
+    if store is not None and not keys.write and not open_writes:
+        raise Bert4RecError(f"a server with an event store takes writes: give API keys ({API_KEYS_ENV} or "
+                            "--api-keys-file), or --open-writes to try it on this machine only")
+    if open_writes and host not in LOOPBACK:
+        raise Bert4RecError(f"--open-writes lets anyone write, so it listens on 127.0.0.1 only, not {host}")
     if threads:
         torch.set_num_threads(threads)  # the model's share of the cores; the event loop needs the rest
-    app = create_app(Recommender.load(model_dir, device))
+    app = create_app(Recommender.load(model_dir, device), store=store, keys=keys)
+    configure_access_log(log_format)
     gc.freeze()  # the loaded model and catalogue never die: keep them out of every garbage collection
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # ours logs each request once

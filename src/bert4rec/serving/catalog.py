@@ -114,10 +114,7 @@ class Catalog:
 
     def search(self, query: str, limit: int = 10) -> list[dict]:
         """Movies matching a typed query, best first (exact, prefix, contains, fuzzy; popular first within each)."""
-        tiers = self._tiers(query)
-        hits = np.flatnonzero(tiers < 9)
-        order = np.lexsort((-self.popularity[hits], tiers[hits]))
-        return self.describe(hits[order][:limit])
+        return search_catalogues([self], query, limit)
 
     def match(self, title: str) -> int:
         """The catalogue row of the one movie a title means; raises when none or several fit equally well."""
@@ -133,3 +130,20 @@ class Catalog:
         listed = "; ".join(f"{c['title']} [id {c['movieId']}]" for c in candidates)
         raise AmbiguousTitleError(f"the title '{title}' matches several movies: {listed} — add the year or use "
                                   "the movie id", candidates)
+
+
+def search_catalogues(catalogues: list[Catalog], query: str, limit: int = 10) -> list[dict]:
+    """The best matches for a query across several catalogues (the model's, and movies added since), ranked as one:
+    by match tier, then popularity."""
+    described, tiers, popularity = [], [], []
+    for catalogue in catalogues:
+        tier = catalogue._tiers(query)
+        hits = np.flatnonzero(tier < 9)
+        order = np.lexsort((-catalogue.popularity[hits], tier[hits]))[:limit]
+        described += catalogue.describe(hits[order])
+        tiers.append(tier[hits[order]])
+        popularity.append(catalogue.popularity[hits[order]])
+    if not described:
+        return []
+    order = np.lexsort((-np.concatenate(popularity), np.concatenate(tiers)))
+    return [described[i] for i in order[:limit]]

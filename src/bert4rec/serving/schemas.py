@@ -56,6 +56,8 @@ class Movie(BaseModel):
     title: str
     year: int | None
     genres: list[str]
+    recommendable: bool = Field(True, description="False for a movie added after the model was trained: the model "
+                                                  "can recommend it once it is retrained.")
 
 
 class Because(BaseModel):
@@ -80,6 +82,58 @@ class Health(BaseModel):
     users: int
     rating_aware: bool = Field(description="Whether the model reads ratings and honours 'liked'.")
     time_aware: bool = Field(description="Whether the model reads the time between a known user's interactions.")
+    store: str | None = Field(None, description="The event store recommendations read histories from, if any.")
+
+
+MAX_EVENTS = 10_000  # events in one POST /events
+MAX_CLOCK_SKEW_S = 86_400  # how far in the future an event's timestamp may be: clocks differ, by less than a day
+
+
+class EventIn(BaseModel):
+    """Something a user did: watched (and perhaps rated) a movie."""
+
+    model_config = ConfigDict(extra="forbid")
+    userId: int = Field(**INT64)
+    movieId: int = Field(**INT64)
+    rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False, description="0-5 stars; none: not rated.")
+    timestamp: int | None = Field(None, ge=0, le=2**53, description="When it happened, Unix seconds (default: when "
+                                  "the server received it); at most a day ahead of the server's clock.")
+    eventId: str | None = Field(None, min_length=1, max_length=200, description="The client's key for this event: "
+                                "sending it again (a retry) stores nothing and counts as a duplicate.")
+
+
+EventBatch = Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS)]
+
+
+class EventsWritten(BaseModel):
+    stored: int
+    duplicates: int = Field(description="Events not stored because the user already has one with that eventId.")
+
+
+class StoredEvent(BaseModel):
+    movieId: int
+    rating: float | None
+    timestamp: int
+    receivedAt: float
+    eventId: str | None
+
+
+class NewMovie(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    movieId: int = Field(**INT64)
+    title: str = Field(min_length=1, max_length=300, description="As in MovieLens, e.g. 'Heat (1995)'.")
+    genres: list[Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^|]+$")]] = Field(
+        default_factory=list, max_length=30)
+
+
+class Erased(BaseModel):
+    userId: int
+    events: int = Field(description="How many events were erased with the user.")
+
+
+class Ready(BaseModel):
+    status: str
+    store: str | None = None
 
 
 class ErrorBody(BaseModel):

@@ -156,11 +156,15 @@ class EventStore:
             return [{"movieId": m, "rating": r, "timestamp": t, "receivedAt": at, "eventId": e}
                     for m, r, t, at, e in connection.execute(query)]
 
-    def movies_by_id(self, movie_ids: Sequence[int]) -> dict[int, MovieRecord]:
-        query = select(movies.c.movie_id, movies.c.title, movies.c.year, movies.c.genres).where(
-            movies.c.movie_id.in_(sorted(set(movie_ids))))
+    def all_movies(self) -> list[MovieRecord]:
+        query = select(movies.c.movie_id, movies.c.title, movies.c.year, movies.c.genres).order_by(movies.c.movie_id)
         with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
-            return {row.movie_id: MovieRecord(*row) for row in connection.execute(query)}
+            return [MovieRecord(*row) for row in connection.execute(query)]
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
+            connection.execute(select(1))
 
     def counts(self) -> dict[str, int]:
         """How many users, movies and events the store holds."""

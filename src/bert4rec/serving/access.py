@@ -1,0 +1,143 @@
+"""Who may do what, and what operators see: API keys for writes (and, if asked, reads), Prometheus metrics, and one
+log line per request.
+
+Keys travel as ``Authorization: Bearer KEY`` and are compared in constant time against every configured key, so
+the time a check takes says nothing about how close a guess was.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from bert4rec.errors import Bert4RecError
+
+API_KEYS_ENV = "BERT4REC_API_KEYS"  # comma-separated keys that may write (and read)
+READ_KEYS_ENV = "BERT4REC_READ_KEYS"  # comma-separated keys that may only read
+MIN_KEY_LENGTH = 16
+UNPROTECTED = ("/health", "/health/live", "/health/ready")
+
+
+@dataclass(frozen=True)
+class Keys:
+    write: tuple[str, ...] = ()
+    read: tuple[str, ...] = ()
+    reads_need_key: bool = False
+    open_writes: bool = False  # anyone may write: a trial on one machine
+
+    @classmethod
+    def configured(cls, keys_file: str | Path | None = None, reads_need_key: bool = False,
+                   open_writes: bool = False) -> Keys:
+        """Write keys from ``$BERT4REC_API_KEYS`` and ``keys_file`` (one per line, # comments), read-only keys from
+        ``$BERT4REC_READ_KEYS``. A key shorter than MIN_KEY_LENGTH characters is refused: it could be guessed."""
+        write = _split(os.environ.get(API_KEYS_ENV, ""))
+        if keys_file is not None:
+            try:
+                lines = Path(keys_file).read_text().splitlines()
+            except OSError as exc:
+                raise Bert4RecError(f"{keys_file}: cannot read the API keys file ({exc.strerror})") from None
+            write += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        read = _split(os.environ.get(READ_KEYS_ENV, ""))
+        short = [k for k in write + read if len(k) < MIN_KEY_LENGTH]
+        if short:
+            raise Bert4RecError(f"API keys must be at least {MIN_KEY_LENGTH} characters ({len(short)} shorter); "
+                                "make them with e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`")
+        if reads_need_key and not (write or read):
+            raise Bert4RecError(f"--read-key needs keys: set {API_KEYS_ENV} or {READ_KEYS_ENV}, or --api-keys-file")
+        if open_writes and write:
+            raise Bert4RecError("--open-writes and API keys contradict each other: keys protect writes, "
+                                "--open-writes lifts that protection")
+        return cls(tuple(write), tuple(read), reads_need_key, open_writes)
+
+    def check(self, request: Request, write: bool) -> None:
+        """Raise 401 (no key) or 403 (a key that does not allow this) unless the request may go ahead."""
+        if (write and self.open_writes) or (not write and not self.reads_need_key):
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise HTTPException(401, "this needs an API key: send 'Authorization: Bearer KEY'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        allowed = self.write if write else self.write + self.read
+        if not _matches_any(given.strip(), allowed):
+            raise HTTPException(403, "this API key may not " + ("write" if write else "read"))
+
+
+def _split(value: str) -> list[str]:
+    return [k.strip() for k in value.split(",") if k.strip()]
+
+
+def _matches_any(given: str, keys: tuple[str, ...]) -> bool:
+    # Every key is compared, whatever matched first, so the time taken does not depend on which one (if any) did.
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class Metrics:
+    """The server's Prometheus metrics, in a registry of its own (one per app, so tests can build many)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self):
+        r = self.registry
+        self.requests = Counter("bert4rec_requests", "HTTP requests by route and status", ["method", "route",
+                                                                                          "status"], registry=r)
+        self.latency = Histogram("bert4rec_request_seconds", "HTTP request latency by route", ["method", "route"],
+                                 registry=r, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+        self.batch_size = Histogram("bert4rec_batch_size", "Requests served together by a micro-batch", ["stage"],
+                                    registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.events_stored = Counter("bert4rec_events_stored", "Events written to the store", registry=r)
+        self.events_duplicate = Counter("bert4rec_events_duplicate", "Events not stored again (same eventId)",
+                                        registry=r)
+        self.store_errors = Counter("bert4rec_store_errors", "Store operations that failed", registry=r)
+
+
+access_log = logging.getLogger("bert4rec.access")
+
+
+def configure_access_log(log_format: str) -> None:
+    """One line per request on stderr: readable text, or a JSON object per line (``json``)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter("%(asctime)s %(message)s"))
+    access_log.handlers[:] = [handler]
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(), **fields})
+
+
+async def observe(request: Request, call_next, metrics: Metrics):
+    """Middleware: count and time each request under its route's template, and log it."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        seconds = time.perf_counter() - started
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(request.method, route).observe(seconds)
+        fields = {"method": request.method, "path": request.url.path, "route": route, "status": status,
+                  "ms": round(seconds * 1000, 2), "client": request.client.host if request.client else None}
+        access_log.info("%s %s %s %.1f ms", request.method, request.url.path, status, seconds * 1000,
+                        extra={"fields": fields})

@@ -1,0 +1,169 @@
+"""The server with an event store (``bert4rec serve MODEL --db URL``): events in, recommendations that follow them.
+
+A user's recommendations are computed from their stored history at request time, so an acknowledged event shapes
+the very next request, with no retraining. The histories of the users waiting at one moment are read in one query
+on the store's own worker (:class:`HistoryReader`) while the model's worker scores the previous batch.
+
+The store is the only source of histories: a user with no stored events (never seen, or erased) gets the popularity
+fallback, flagged, even if the model's training data had them. ``bert4rec db import`` the data a model was trained
+on to serve its users from their past.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from bert4rec.data.movielens import NO_GENRES, parse_year
+from bert4rec.serving.access import Keys, Metrics
+from bert4rec.serving.batching import Batcher, MicroBatcher
+from bert4rec.serving.catalog import Catalog
+from bert4rec.serving.recommender import MAX_K, Filters, Recommender, history_types
+from bert4rec.serving.schemas import (
+    INT64,
+    MAX_CLOCK_SKEW_S,
+    MAX_HISTORY,
+    Erased,
+    ErrorBody,
+    EventBatch,
+    EventIn,
+    EventsWritten,
+    Movie,
+    NewMovie,
+    RecommendationResponse,
+    StoredEvent,
+)
+from bert4rec.store import Event, EventStore, History, MovieRecord
+
+HISTORY_LIMIT = MAX_HISTORY  # the newest events read per user: the model reads fewer, seen-exclusion uses them all
+MAX_EVENTS_LISTED = 1000
+
+
+class HistoryReader(Batcher):
+    """Reads the stored histories of every user waiting, in one query."""
+
+    def __init__(self, store: EventStore, max_batch: int = 64, on_batch: Callable[[int], None] | None = None):
+        super().__init__(self._read, max_batch, "store", on_batch)
+        self.store = store
+
+    async def history(self, user_id: int) -> History | None:
+        return await self.submit(user_id)
+
+    def _read(self, user_ids: Sequence[int]) -> list[History | None]:
+        found = self.store.histories(user_ids, HISTORY_LIMIT)
+        return [found.get(user_id) for user_id in user_ids]
+
+
+class AddedMovies:
+    """Movies in the store that the model does not know (added after it was trained): searchable, not yet
+    recommendable."""
+
+    def __init__(self, store: EventStore, known: pd.Index):
+        self.store, self.known = store, known
+        self.catalog = self._load()
+
+    def _load(self) -> Catalog:
+        records = [m for m in self.store.all_movies() if m.movie_id not in self.known]
+        titles = pd.Series([m.title for m in records], dtype="string")
+        movies = pd.DataFrame({"item_id": np.array([m.movie_id for m in records], dtype=np.int64), "title": titles,
+                               "year": pd.array([m.year for m in records], dtype="Int64"),
+                               "genres": pd.Series([m.genres for m in records], dtype="string")})
+        return Catalog(movies, np.zeros(len(movies)))
+
+    def refresh(self) -> None:
+        self.catalog = self._load()
+
+    def describe(self, movie_id: int) -> dict | None:
+        rows = self.catalog.row_of_id
+        if movie_id not in rows.index:
+            return None
+        return dict(self.catalog.describe(np.array([rows[movie_id]]))[0], recommendable=False)
+
+
+def model_history(recommender: Recommender, history: History) -> tuple[np.ndarray, np.ndarray]:
+    """Catalogue rows and packed token types of a stored history, without the movies the model does not know."""
+    known = recommender.catalog.row_of_id
+    keep = np.isin(history.movie_ids, known.index.to_numpy())
+    rows = np.array(known.reindex(history.movie_ids[keep]), dtype=np.int64)
+    types = history_types(len(rows), history.ratings[keep].tolist(), history.timestamps[keep].tolist())
+    return rows, types
+
+
+def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatcher, store: EventStore, keys: Keys,
+                    metrics: Metrics, max_batch: int) -> AddedMovies:
+    """The store's routes, and user recommendations read from it. Returns the added-movies catalogue."""
+    reader = HistoryReader(store, max_batch, metrics.batch_size.labels("store").observe)
+    app.state.history_reader = reader
+    added = AddedMovies(store, recommender.catalog.row_of_id.index)
+
+    def may_write(request: Request) -> None:
+        keys.check(request, write=True)
+
+    writes = [Depends(may_write)]
+    errors = {status: {"model": ErrorBody} for status in (401, 403, 404, 409, 413, 422, 503)}
+
+    @app.post("/events", response_model=EventsWritten, dependencies=writes, responses=errors)
+    async def post_events(body: EventBatch | EventIn) -> dict:
+        """Store one event or a batch (all or none). Unknown users are created; an unknown movieId is a 422 that
+        names it. Acknowledged events are committed."""
+        batch = body if isinstance(body, list) else [body]
+        horizon = time.time() + MAX_CLOCK_SKEW_S
+        for position, e in enumerate(batch):
+            if e.timestamp is not None and e.timestamp > horizon:
+                raise HTTPException(422, f"event {position}: timestamp {e.timestamp} is more than a day ahead of "
+                                         "the server's clock")
+        events = [Event(e.userId, e.movieId, e.rating, e.timestamp, e.eventId) for e in batch]
+        written = await run_in_threadpool(store.add_events, events)
+        metrics.events_stored.inc(written.stored)
+        metrics.events_duplicate.inc(written.duplicates)
+        return {"stored": written.stored, "duplicates": written.duplicates}
+
+    @app.get("/users/{userId}/events", response_model=list[StoredEvent], responses=errors)
+    async def user_events(userId: Annotated[int, Path(**INT64)],
+                          limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_LISTED)] = 100) -> list[dict]:
+        """A user's stored events, newest first."""
+        return await run_in_threadpool(store.user_events, userId, limit)
+
+    @app.delete("/users/{userId}", response_model=Erased, dependencies=writes, responses=errors)
+    async def erase_user(userId: Annotated[int, Path(**INT64)]) -> dict:
+        """Erase a user and all their events: later exports and retraining no longer see them."""
+        return {"userId": userId, "events": await run_in_threadpool(store.delete_user, userId)}
+
+    @app.post("/movies", response_model=Movie, status_code=201, dependencies=writes, responses=errors)
+    async def add_movie(movie: NewMovie) -> dict:
+        """Add a movie: stored at once and findable by /movies?q=; recommendable once the model is retrained."""
+        if movie.movieId in recommender.catalog.row_of_id.index:
+            raise HTTPException(409, f"movie id {movie.movieId} is already in the catalogue")
+        record = MovieRecord(movie.movieId, movie.title.strip(), _year(movie.title),
+                             "|".join(movie.genres) or NO_GENRES)
+        if await run_in_threadpool(store.add_movies, [record]) == 0:
+            raise HTTPException(409, f"movie id {movie.movieId} was already added")
+        await run_in_threadpool(added.refresh)
+        return added.describe(movie.movieId)
+
+    @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
+    async def recommend_user(userId: Annotated[int, Path(**INT64)],
+                             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+                             liked: Annotated[bool, Query(description="Rating-aware models only: movies the user "
+                                                                      "would rate 4 stars or more.")] = False) -> dict:
+        """Recommendations from the user's stored events, read now (the latest event counts)."""
+        filters = Filters(liked=liked)
+        recommender.check_request(k, filters)
+        stored = await reader.history(userId)
+        rows, types = model_history(recommender, stored) if stored is not None else (np.empty(0, np.int64), None)
+        if len(rows) == 0:
+            return recommender.recommend_rows(rows, k, filters).to_dict()  # popularity, flagged
+        return (await batcher.recommend(rows, types, k, filters, True)).to_dict()
+
+    return added
+
+
+def _year(title: str) -> int | None:
+    year = parse_year(pd.Series([title], dtype="string")).iloc[0]
+    return None if pd.isna(year) else int(year)
