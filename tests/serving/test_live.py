@@ -202,3 +202,20 @@ def test_a_server_with_a_store_refuses_to_start_without_keys_unless_open_on_loop
     monkeypatch.setenv("BERT4REC_API_KEYS", KEY)
     app_module.serve(str(untrained_model_dir), host="0.0.0.0", db=store_url)
     assert started == ["127.0.0.1", "0.0.0.0"]
+
+
+def test_one_json_log_line_per_request(client, capsys):
+    import json
+
+    from bert4rec.serving.access import access_log, configure_access_log
+
+    configure_access_log("json")
+    try:
+        client.get("/movies/1")
+        client.get("/users/1/events")
+    finally:
+        access_log.handlers.clear()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(r["method"], r["path"], r["route"], r["status"]) for r in lines] == [
+        ("GET", "/movies/1", "/movies/{movieId}", 200), ("GET", "/users/1/events", "/users/{userId}/events", 404)]
+    assert all(r["ms"] > 0 and r["level"] == "info" for r in lines)

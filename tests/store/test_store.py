@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from bert4rec.errors import InvalidRequestError, StoreError, UnknownItemError, UnknownUserError
-from bert4rec.store import Event, EventStore, MovieRecord, connect, database_url, migrate
+from bert4rec.store import Event, EventStore, MovieRecord, Written, connect, database_url, migrate
 from bert4rec.store.database import check_schema, head_revision
 from bert4rec.store.schema import metadata
 
@@ -68,6 +68,21 @@ def test_an_unknown_movie_is_named_and_nothing_of_the_batch_is_stored(store):
     assert store.counts() == {"users": 0, "movies": 10, "events": 0}
     assert store.add_movies([MovieRecord(11, "New (2026)", 2026, "Comedy"), MOVIES[0]]) == 1
     assert store.add_events([Event(6, 11)]).stored == 1
+
+
+def test_batches_written_together_each_stand_alone(store):
+    results = store.add_event_batches([
+        [Event(1, 1, event_id="a"), Event(1, 2)],
+        [Event(2, 1), Event(2, 99)],  # unknown movie: this batch alone fails
+        [Event(3, 1, float("nan"))],  # invalid: this batch alone fails
+        [Event(1, 3, event_id="a"), Event(4, 4, event_id="a")],  # user 1's "a" came first in the first batch
+        [],
+    ])
+    assert results[0] == Written(2, 0) and results[3] == Written(1, 1) and results[4] == Written(0, 0)
+    assert isinstance(results[1], UnknownItemError) and "99" in str(results[1])
+    assert isinstance(results[2], InvalidRequestError)
+    assert store.counts() == {"users": 2, "movies": 10, "events": 3}
+    np.testing.assert_array_equal(store.histories([1], 10)[1].movie_ids, [1, 2])
 
 
 @pytest.mark.parametrize("bad", [Event(1, 1, float("nan")), Event(1, 1, float("inf")), Event(1, 1, event_id=""),

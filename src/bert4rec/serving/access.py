@@ -124,20 +124,38 @@ class JsonLines(logging.Formatter):
         return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(), **fields})
 
 
-async def observe(request: Request, call_next, metrics: Metrics):
-    """Middleware: count and time each request under its route's template, and log it."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        seconds = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.requests.labels(request.method, route, str(status)).inc()
-        metrics.latency.labels(request.method, route).observe(seconds)
-        fields = {"method": request.method, "path": request.url.path, "route": route, "status": status,
-                  "ms": round(seconds * 1000, 2), "client": request.client.host if request.client else None}
-        access_log.info("%s %s %s %.1f ms", request.method, request.url.path, status, seconds * 1000,
-                        extra={"fields": fields})
+class Observed:
+    """ASGI middleware: count and time each request under its route's template, and log it. Plain ASGI rather than
+    an ``@app.middleware`` function, which would wrap every request and response in extra objects and tasks."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")  # the template: one series per route, not per id
+        method = scope["method"]
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route).observe(seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            client = scope.get("client")
+            fields = {"method": method, "path": scope["path"], "route": route, "status": status,
+                      "ms": round(seconds * 1000, 2), "client": client[0] if client else None}
+            access_log.info("%s %s %s %.1f ms", method, scope["path"], status, seconds * 1000,
+                            extra={"fields": fields})

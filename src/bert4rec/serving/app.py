@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import math
 from importlib import resources
@@ -18,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from bert4rec.errors import AmbiguousTitleError, Bert4RecError, StoreError, UnknownItemError, UnknownUserError
-from bert4rec.serving.access import API_KEYS_ENV, UNPROTECTED, Keys, Metrics, configure_access_log, observe
+from bert4rec.serving.access import API_KEYS_ENV, UNPROTECTED, Keys, Metrics, Observed, configure_access_log
 from bert4rec.serving.batching import MicroBatcher
 from bert4rec.serving.catalog import search_catalogues
 from bert4rec.serving.live import AddedMovies, add_live_routes
@@ -99,8 +98,9 @@ def create_app(recommender: Recommender, max_batch: int = 64, store: EventStore 
         await batcher.stop()
         if store is not None:
             await app.state.history_reader.stop()
+            await app.state.event_writer.stop()
 
-    def may_read(request: Request) -> None:
+    async def may_read(request: Request) -> None:  # async: a plain def would run on a worker thread
         if request.url.path not in UNPROTECTED and request.url.path != "/":
             keys.check(request, write=False)
 
@@ -109,7 +109,7 @@ def create_app(recommender: Recommender, max_batch: int = 64, store: EventStore 
                               "with an event store, record what users do and recommend from it.")
     app.state.batcher, app.state.metrics = batcher, metrics
     app.add_middleware(BodyLimit)
-    app.middleware("http")(functools.partial(observe, metrics=metrics))
+    app.add_middleware(Observed, metrics=metrics)
     _add_error_handlers(app, metrics)
     added = None
     if store is not None:

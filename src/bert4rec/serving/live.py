@@ -99,10 +99,13 @@ def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatche
                     metrics: Metrics, max_batch: int) -> AddedMovies:
     """The store's routes, and user recommendations read from it. Returns the added-movies catalogue."""
     reader = HistoryReader(store, max_batch, metrics.batch_size.labels("store").observe)
-    app.state.history_reader = reader
+    # Writes, too, are gathered: the requests waiting at one moment are committed in one transaction, one flush to
+    # disk for all, on one thread, so concurrent writers never queue on the database's lock.
+    writer = Batcher(store.add_event_batches, max_batch, "writes", metrics.batch_size.labels("writes").observe)
+    app.state.history_reader, app.state.event_writer = reader, writer
     added = AddedMovies(store, recommender.catalog.row_of_id.index)
 
-    def may_write(request: Request) -> None:
+    async def may_write(request: Request) -> None:
         keys.check(request, write=True)
 
     writes = [Depends(may_write)]
@@ -119,7 +122,7 @@ def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatche
                 raise HTTPException(422, f"event {position}: timestamp {e.timestamp} is more than a day ahead of "
                                          "the server's clock")
         events = [Event(e.userId, e.movieId, e.rating, e.timestamp, e.eventId) for e in batch]
-        written = await run_in_threadpool(store.add_events, events)
+        written = await writer.submit(events)
         metrics.events_stored.inc(written.stored)
         metrics.events_duplicate.inc(written.duplicates)
         return {"stored": written.stored, "duplicates": written.duplicates}

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bert4rec.data.movielens import NO_GENRES
-from bert4rec.errors import InvalidRequestError, UnknownItemError, UnknownUserError
+from bert4rec.errors import Bert4RecError, InvalidRequestError, UnknownItemError, UnknownUserError
 from bert4rec.store.database import WRITE_OPTION, check_schema, connect, describe, unavailable_as_store_error
 from bert4rec.store.schema import MAX_EVENT_ID_LENGTH, events, movies, users
 
@@ -89,21 +89,51 @@ class EventStore:
     def add_events(self, batch: Sequence[Event], now: float | None = None) -> Written:
         """Append events, creating their users; all or none are stored. An unknown movie id is an error naming it;
         an event whose (user, event_id) is already stored is counted as a duplicate and not stored again."""
+        result = self.add_event_batches([batch], now)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def add_event_batches(self, batches: Sequence[Sequence[Event]], now: float | None = None
+                          ) -> list[Written | Bert4RecError]:
+        """Several clients' batches in one transaction: one commit (one flush to disk) for all of them, which is
+        what lets a server acknowledge many small writes a second. Each batch still stands alone: all of it or none
+        is stored, a batch with a bad event or an unknown movie fails by itself (its error in its place), and its
+        counts are its own. Of two batches that send the same (user, event_id), the earlier stores it."""
         now = time.time() if now is None else now
-        rows, duplicates = _rows(batch, now)
-        if not rows:
-            return Written(0, duplicates)
+        results: list[Written | Bert4RecError | None] = [None] * len(batches)
+        prepared = []
+        for position, batch in enumerate(batches):
+            try:
+                prepared.append((position, *_rows(batch, now)))
+            except InvalidRequestError as exc:
+                results[position] = exc
+        wanted = {row["movie_id"] for _, rows, _ in prepared for row in rows}
+        if not wanted:  # nothing to write: every batch was empty or failed
+            return [Written(0, 0) if r is None else r for r in results]
         with unavailable_as_store_error(self.engine), self.writer.begin() as connection:
-            wanted = {row["movie_id"] for row in rows}
             known = set(connection.scalars(select(movies.c.movie_id).where(movies.c.movie_id.in_(wanted))))
-            if unknown := sorted(wanted - known):
-                shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-                raise UnknownItemError(f"unknown movie id{'s' * (len(unknown) > 1)} {shown} (add it with "
-                                       "POST /movies first)")
-            user_ids = sorted({row["user_id"] for row in rows})
-            connection.execute(self._insert(users), [{"user_id": u, "created_at": now} for u in user_ids])
-            stored = connection.execute(self._insert(events).returning(events.c.id), rows).all()
-        return Written(len(stored), duplicates + len(rows) - len(stored))
+            accepted, claimed = [], set()
+            for position, rows, duplicates in prepared:
+                if unknown := sorted({row["movie_id"] for row in rows} - known):
+                    results[position] = _unknown_movies(unknown)
+                    continue
+                fresh = [row for row in rows if _claim(row, claimed)]
+                accepted.append((position, fresh, duplicates + len(rows) - len(fresh)))
+            inserted = self._append(connection, [row for _, fresh, _ in accepted for row in fresh], now)
+        for position, fresh, duplicates in accepted:
+            stored = sum(row["event_id"] is None or (row["user_id"], row["event_id"]) in inserted for row in fresh)
+            results[position] = Written(stored, duplicates + len(fresh) - stored)
+        return results
+
+    def _append(self, connection, rows: list[dict], now: float) -> set[tuple[int, str]]:
+        """Insert the rows and their users; returns the (user, event_id) keys actually stored (not duplicates)."""
+        if not rows:
+            return set()
+        user_ids = sorted({row["user_id"] for row in rows})
+        connection.execute(self._insert(users), [{"user_id": u, "created_at": now} for u in user_ids])
+        returned = connection.execute(self._insert(events).returning(events.c.user_id, events.c.event_id), rows)
+        return {(user, key) for user, key in returned if key is not None}
 
     def add_movies(self, records: Iterable[MovieRecord], now: float | None = None) -> int:
         """Add movies (an id already stored keeps its title and genres); returns how many were new."""
@@ -171,6 +201,22 @@ class EventStore:
         with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
             return {table.name: connection.scalar(select(func.count()).select_from(table))
                     for table in (users, movies, events)}
+
+
+def _unknown_movies(unknown: list[int]) -> UnknownItemError:
+    shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+    return UnknownItemError(f"unknown movie id{'s' * (len(unknown) > 1)} {shown} (add it with POST /movies first)")
+
+
+def _claim(row: dict, claimed: set) -> bool:
+    """Whether this row is the first of its (user, event_id) among the batches written together."""
+    if row["event_id"] is None:
+        return True
+    key = (row["user_id"], row["event_id"])
+    if key in claimed:
+        return False
+    claimed.add(key)
+    return True
 
 
 def _rows(batch: Sequence[Event], now: float) -> tuple[list[dict], int]:
