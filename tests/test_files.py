@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bert4rec import files
 from bert4rec.cli import app
 from bert4rec.data import movielens, preprocess
-from bert4rec.errors import ChangedFileError
+from bert4rec.errors import Bert4RecError, ChangedFileError
 from bert4rec.model.config import Bert4RecConfig
 from bert4rec.model.modeling import Bert4Rec
 from bert4rec.serving.recommender import Recommender
@@ -137,3 +137,66 @@ def test_a_malformed_digests_file_is_a_clear_error(model_folder):
                                                                "sha256": ["not", "a", "mapping"]}))
     with pytest.raises(files.Bert4RecError, match=r"digests\.json: malformed"):
         Bert4Rec.load(model_folder)
+
+
+def test_a_folder_written_again_is_replaced_whole_and_nothing_is_left_beside_it(tmp_path):
+    out = tmp_path / "deep" / "er" / "out"  # parents are made
+    seen = []
+
+    def write(names):
+        def into(tmp):
+            seen.append(tmp)
+            assert tmp.parent == out.parent and tmp.name.startswith(".out.") and tmp.name.endswith(".tmp")
+            for name in names:
+                (tmp / name).write_text(name)
+        return into
+
+    files.write_dir_atomically(out, write(["a", "b"]))
+    files.write_dir_atomically(out, write(["c"]))
+    assert sorted(p.name for p in out.iterdir()) == ["c"] and (out / "c").read_text() == "c"
+    assert [p.name for p in out.parent.iterdir()] == ["out"]  # no temporary or old folder left
+    assert out.stat().st_mode & 0o777 == 0o755 and not any(tmp.exists() for tmp in seen)
+
+
+def test_a_failed_folder_write_keeps_the_old_folder(tmp_path):
+    out = tmp_path / "out"
+    files.write_dir_atomically(out, lambda tmp: (tmp / "old").write_text("old"))
+
+    def fail(tmp):
+        (tmp / "half").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        files.write_dir_atomically(out, fail)
+    assert [p.name for p in out.iterdir()] == ["old"] and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_unrecorded_files_are_named_in_one_warning_at_the_callers_line(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).write_text(name)
+    with pytest.warns(UserWarning) as one:
+        files.verify_digests(tmp_path, ["a"])
+    assert str(one[0].message).endswith("no SHA-256 recorded for a (written by an older bert4rec), so a change to it "
+                                        "cannot be detected")
+    assert one[0].filename == __file__
+    with pytest.warns(UserWarning, match=r"recorded for a, b \(written .*so a change to them cannot be detected$"):
+        files.verify_digests(tmp_path, ["a", "b", "missing"])
+
+
+def test_digests_are_an_indented_versioned_document(tmp_path):
+    (tmp_path / "a").write_text("a")
+    files.record_digests(tmp_path, ["a"])
+    text = (tmp_path / files.DIGESTS_FILE).read_text()
+    assert text.startswith('{\n  "format": "bert4rec-digests",\n  "version": 1,\n  "sha256": {\n    "a": [')
+    assert json.loads(text)["sha256"] == {"a": [files.sha256(tmp_path / "a")]}
+
+
+def test_versioned_documents_name_what_is_wrong(tmp_path):
+    path = tmp_path / "x.json"
+    body = files.read_versioned(path, "thing", 2, "missing", data={"format": "bert4rec-thing", "version": 2, "k": 1})
+    assert body == {"k": 1}
+    for data in ([1, 2], {"format": "other"}, "text"):
+        with pytest.raises(Bert4RecError, match=rf"^{path}: not a bert4rec thing file$"):
+            files.read_versioned(path, "thing", 2, "missing", data=data)
+    with pytest.raises(Bert4RecError, match=r"incompatible bert4rec \(thing format version 7, this version reads 2\)"):
+        files.read_versioned(path, "thing", 2, "missing", data={"format": "bert4rec-thing", "version": 7})

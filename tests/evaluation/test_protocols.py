@@ -238,3 +238,115 @@ def test_liked_targets_are_evaluated_asking_for_any_movie_and_for_a_liked_one(tm
     assert result["users"] == 3
     assert set(result) == {"users", "ask_any", "ask_liked"} and result["ask_any"] != result["ask_liked"]
     assert set(result["ask_liked"]) == set(metrics.summary(metrics.Ranks(np.array([0]))))
+
+
+# ---------------------------------------------------------------------------------------------- pinned details
+# Each test below fails for a small change to protocols.py that mutation testing showed no other test noticed.
+
+
+def test_errors_list_the_splits_and_a_config_without_holdout_held_out_the_default(tmp_path):
+    for call in (lambda: check_evaluable(tmp_path, "train"),
+                 lambda: EvalSet.for_split(Sequences(np.array([0]), np.array([], dtype=np.int64), np.array([]),
+                                                     np.array([])), np.array([], dtype=np.int64), "train")):
+        with pytest.raises(Bert4RecError, match=r"^unknown split 'train' \(choose from valid, test\)$"):
+            call()
+    (tmp_path / "train_config.json").write_text(json.dumps({"epochs": 3}))  # written before --holdout existed
+    check_evaluable(tmp_path, "valid")
+    check_evaluable(tmp_path, "test")
+
+
+def test_popularity_is_counted_in_float64_and_scored_in_float32(toy):
+    assert training_popularity(toy).dtype == np.float64
+    scores = popularity_scorer(training_popularity(toy))(np.zeros((2, 3), dtype=np.int64), None)
+    assert scores.dtype == torch.float32 and scores.shape == (2, 6)
+
+
+def test_full_ranking_shows_progress_only_when_asked_and_honours_the_batch_size(toy, monkeypatch, capsys):
+    monkeypatch.setattr("bert4rec.progress.interactive", lambda: True)  # as on a terminal
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "test")
+    seen = []
+    full_ranking_ranks(recording_scorer([1, 2, 3, 4, 5, 6], seen), data, 8, toy.vocab.mask)
+    assert "full ranking" not in capsys.readouterr().err
+    calls = []
+
+    def counting(inputs, types):
+        calls.append(len(inputs))
+        return torch.zeros(len(inputs), 6)
+
+    full_ranking_ranks(counting, data, 8, toy.vocab.mask, batch_size=1, progress=True)
+    assert calls == [1, 1] and "full ranking" in capsys.readouterr().err
+
+
+def test_negatives_follow_popularity_to_the_last_item(toy):
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "test")
+    # Only the last movie (60) is popular, and user 1 has not seen it: it is their negative, every time.
+    many = EvalSet(data.tokens, np.repeat(data.starts[:1], 300), np.repeat(data.ends[:1], 300),
+                   np.repeat(data.targets[:1], 300))
+    assert (sample_negatives(many, np.array([0, 0, 0, 0, 0, 1000.0]), 1, seed=0) == 5).all()
+
+
+def test_the_catalogue_must_hold_enough_unseen_movies_for_the_negatives(toy):
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "test")
+    # user 1 has seen 4 of the 6 movies (and the target is a fifth): one movie is left to draw
+    one = EvalSet(data.tokens, data.starts[:1], data.ends[:1], data.targets[:1])
+    assert sample_negatives(one, np.ones(6), 1, seed=0).tolist() == [[5]]
+    with pytest.raises(Bert4RecError, match=r"^the catalogue is too small for 2 sampled negatives per user$"):
+        sample_negatives(one, np.ones(6), 2, seed=0)
+
+
+def test_the_negatives_of_a_seed_are_pinned(small):
+    # The published sampled figures depend on exactly these draws: any change to how they are drawn shows here.
+    data = EvalSet.for_split(small.sequences(), small.eval_users()[:3], "test")
+    negatives = sample_negatives(data, training_popularity(small), 5, seed=0)
+    assert negatives.tolist() == PINNED_NEGATIVES
+
+
+PINNED_NEGATIVES = [[1892, 83, 29, 2680, 3136], [42, 250, 2060, 1949, 1821], [1621, 1729, 774, 946, 3028]]
+
+
+def test_sampled_ranks_read_types_ask_the_mask_and_keep_a_repeated_target(toy):
+    # User 1 watches 20 again as the test target: the sampled protocol ranks it like any other movie.
+    ratings = pd.DataFrame([(1, m, 4.0, t) for t, m in enumerate([10, 20, 30, 40, 20])] +
+                           [(2, m, 4.0, t) for t, m in enumerate([50, 60, 10])],
+                           columns=["user_id", "item_id", "rating", "timestamp"]).astype({"rating": np.float32})
+    raw = RawDataset(ratings, movielens.placeholder_movies(ratings["item_id"].to_numpy()), "repeat")
+    dataset = preprocess.prepare(raw, PrepareParams(min_user_interactions=1, min_item_interactions=1))
+    data = EvalSet.for_split(dataset.sequences(), dataset.eval_users(), "test")
+    data.mask_type = 7  # MASK_LIKED
+    asked = []
+
+    def reads_types(inputs, types):
+        asked.extend(types[:, -1].tolist())
+        return torch.tensor([[6.0, 5, 4, 3, 2, 1]] * len(inputs)) + torch.from_numpy(types.sum(1, keepdims=True))
+
+    negatives = np.array([[0, 2], [1, 3]])
+    ranks = sampled_ranks(reads_types, data, negatives, 8, dataset.vocab.mask, batch_size=1)
+    assert asked == [7, 7]
+    assert ranks.above.tolist() == [1, 0] and ranks.tied.tolist() == [0, 0]  # 20 below 10, above 30
+    tied = sampled_ranks(lambda inputs, types: torch.zeros(len(inputs), 6), data, negatives, 8, dataset.vocab.mask)
+    assert tied.above.tolist() == [0, 0] and tied.tied.tolist() == [2, 2]
+
+
+def test_defaults_of_the_evaluation_entry_points(tmp_path, small, monkeypatch, capsys):
+    monkeypatch.setattr("bert4rec.progress.interactive", lambda: True)
+    row = np.random.default_rng(2).permutation(small.vocab.num_items).astype(np.float32).tolist()
+    scorer = recording_scorer(row, [])
+    default = evaluate_scorer(scorer, small, "test", 16)
+    assert "full ranking" not in capsys.readouterr().err
+    assert default == evaluate_scorer(scorer, small, "test", 16, True, 100, 0, progress=True)
+    assert "full ranking" in capsys.readouterr().err and set(default) == {"full", "sampled_100", "users"}
+    model = model_folder_of(small, tmp_path, rating_aware=False)
+    result = evaluate_model(model, small)
+    assert "full ranking" in capsys.readouterr().err
+    assert result["split"] == "test"
+    for name, score in (("model", model_scorer(model)), ("most_popular",
+                                                           popularity_scorer(training_popularity(small)))):
+        assert result[name] == evaluate_scorer(score, small, "test", 8, True, 100, 0)
+    seeded = evaluate_model(model, small, seed=5, progress=False)
+    assert seeded["most_popular"]["sampled_100"] == evaluate_scorer(
+        popularity_scorer(training_popularity(small)), small, "test", 8, seed=5)["sampled_100"]
+    assert seeded["model"]["sampled_100"] == evaluate_scorer(model_scorer(model), small, "test", 8,
+                                                             seed=5)["sampled_100"]
+    assert evaluate_folder(tmp_path) == result and "full ranking" in capsys.readouterr().err
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"test": result}
+    assert evaluate_folder(tmp_path, seed=5, progress=False) == seeded
