@@ -15,8 +15,10 @@ import pytest
 import uvicorn
 from conftest import REPO
 
+from bert4rec.serving.access import Keys
 from bert4rec.serving.app import create_app
 from bert4rec.serving.recommender import Recommender
+from bert4rec.store import EventStore, MovieRecord, connect, migrate
 
 ARTIFACTS = REPO / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,12 +35,30 @@ def rating_aware_url(tiny_aware_dir):
     yield from running_server(tiny_aware_dir)
 
 
-def running_server(model_dir):
+@pytest.fixture(scope="module")
+def store_server(tiny_model_dir, tmp_path_factory):
+    """A server with an empty SQLite event store that knows the model's movies, writes needing KEY."""
+    db = tmp_path_factory.mktemp("store") / "events.db"
+    migrate(connect(db, create=True))
+    store = EventStore.open(db)
+    recommender = Recommender.load(tiny_model_dir)
+    movies = recommender.catalog.movies
+    store.add_movies(MovieRecord(int(i), str(t), None, str(g))
+                     for i, t, g in zip(movies["item_id"], movies["title"], movies["genres"], strict=True))
+    for url in running_server(tiny_model_dir, create_app(recommender, store=store, keys=Keys(write=(KEY,)))):
+        yield url, store
+
+
+KEY = "web-test-key-" + "k" * 20
+
+
+def running_server(model_dir, app=None):
     # The server is handed a socket already bound to a free port: no window in which another process can take it.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(Recommender.load(model_dir)), log_level="warning"))
+    app = app or create_app(Recommender.load(model_dir))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -126,3 +146,32 @@ def test_liked_checkbox_with_a_rating_aware_model(rating_aware_url, browser):
     before = scores(browser)
     browser.find_element(By.ID, "liked").click()
     wait.until(lambda d: scores(d) and scores(d) != before)  # asked for a liked movie: the model answers anew
+
+
+def test_a_visitor_recorded_as_a_user_of_the_store(store_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, store = store_server
+    browser.get(url)
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: d.find_element(By.ID, "account").is_displayed())
+    browser.find_element(By.ID, "user-id").send_keys("4242")
+    browser.find_element(By.ID, "api-key").send_keys(KEY)
+    browser.find_element(By.ID, "sign-in").click()
+    wait.until(lambda d: "Most popular" in d.find_element(By.ID, "status").text)  # nothing stored yet
+    add_movie(browser, wait, "toy story", "Toy Story (1995)")
+    add_movie(browser, wait, "matrix", "Matrix, The (1999)")
+    wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("Based on 2 movies"))
+    assert [e["movieId"] for e in store.user_events(4242)] == [2571, 1]  # newest first
+    browser.refresh()  # the session keeps the user: the watched list comes back from the store
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#watched li")) == 2)
+    browser.execute_script("sessionStorage.setItem('bert4rec-key', 'wrong-key-wrong-key-wrong')")
+    browser.refresh()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#watched li")) == 2)
+    box = browser.find_element(By.ID, "search")
+    box.send_keys("heat")
+    option = wait.until(lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "#suggestions li")), None))
+    option.click()
+    wait.until(lambda d: "may not write" in d.find_element(By.ID, "status").text)
+    assert len(store.user_events(4242)) == 2
