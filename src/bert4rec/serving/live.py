@@ -18,6 +18,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from bert4rec.data.movielens import NO_GENRES, parse_year
@@ -125,7 +126,7 @@ def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatche
         written = await writer.submit(events)
         metrics.events_stored.inc(written.stored)
         metrics.events_duplicate.inc(written.duplicates)
-        return {"stored": written.stored, "duplicates": written.duplicates}
+        return JSONResponse({"stored": written.stored, "duplicates": written.duplicates})
 
     @app.get("/users/{userId}/events", response_model=list[StoredEvent], responses=errors)
     async def user_events(userId: Annotated[int, Path(**INT64)],
