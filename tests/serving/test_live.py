@@ -219,3 +219,19 @@ def test_one_json_log_line_per_request(client, capsys):
     assert [(r["method"], r["path"], r["route"], r["status"]) for r in lines] == [
         ("GET", "/movies/1", "/movies/{movieId}", 200), ("GET", "/users/1/events", "/users/{userId}/events", 404)]
     assert all(r["ms"] > 0 and r["level"] == "info" for r in lines)
+
+
+def test_a_store_that_cannot_answer_is_a_503_with_retry_after(client, store, monkeypatch):
+    from bert4rec.errors import StoreError
+
+    def unreachable(*args, **kwargs):
+        raise StoreError("postgresql+psycopg://db/x: connection refused")
+
+    monkeypatch.setattr(client.app.state.event_writer, "work", unreachable)
+    monkeypatch.setattr(store, "histories", unreachable)
+    monkeypatch.setattr(store, "ping", unreachable)
+    for response in (client.post("/events", json={"userId": 1, "movieId": 1}, headers=AUTH),
+                     client.get("/users/1/recommendations"), client.get("/health/ready")):
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert "event store is unavailable: postgresql+psycopg://db/x: connection refused" in response.json()["detail"]
+    assert "bert4rec_store_errors_total 3.0" in client.get("/metrics").text
