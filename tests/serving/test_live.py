@@ -235,3 +235,42 @@ def test_a_store_that_cannot_answer_is_a_503_with_retry_after(client, store, mon
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
         assert "event store is unavailable: postgresql+psycopg://db/x: connection refused" in response.json()["detail"]
     assert "bert4rec_store_errors_total 3.0" in client.get("/metrics").text
+
+
+def test_serve_hands_uvicorn_the_app_it_was_asked_for(untrained_model_dir, store, store_url, tmp_path, monkeypatch):
+    import torch
+
+    from bert4rec.serving.access import JsonLines, access_log
+
+    monkeypatch.delenv("BERT4REC_API_KEYS", raising=False)
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: started.append((app, host, port, kw)))
+    threads = torch.get_num_threads()
+    try:
+        app_module.serve(str(untrained_model_dir), db=store_url, open_writes=True, threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    app, host, port, options = started[-1]
+    assert (host, port, options) == ("127.0.0.1", 8000, {"log_level": "info", "access_log": False})
+    assert not isinstance(access_log.handlers[0].formatter, JsonLines)
+    with TestClient(app) as opened:
+        assert opened.get("/health").json()["store"] == store.name
+        assert opened.post("/events", json={"userId": 1, "movieId": 1}).status_code == 200  # open writes
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(KEY + "\n")
+    app_module.serve(str(untrained_model_dir), host="0.0.0.0", db=store_url, api_keys_file=str(keys_file),
+                     log_format="json")
+    assert isinstance(access_log.handlers[0].formatter, JsonLines)
+    access_log.handlers.clear()
+    with TestClient(started[-1][0]) as opened:
+        assert opened.post("/events", json={"userId": 1, "movieId": 1}).status_code == 401
+        assert opened.post("/events", json={"userId": 1, "movieId": 1}, headers=AUTH).status_code == 200
+
+
+def test_an_app_without_a_store_searches_its_catalogue_and_counts_its_batches(recommender):
+    with TestClient(create_app(recommender)) as opened:
+        assert opened.get("/movies", params={"q": "toy story"}).json()[0]["movieId"] == 1
+        assert opened.post("/recommendations", json={"history": [{"movieId": 1}]}).status_code == 200
+        assert opened.get("/users/1/recommendations").json()["fallback"] is None  # the model's own history
+        assert 'bert4rec_batch_size_count{stage="model"} 2.0' in opened.get("/metrics").text
