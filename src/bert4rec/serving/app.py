@@ -21,15 +21,18 @@ from bert4rec.serving.access import API_KEYS_ENV, UNPROTECTED, Keys, Metrics, Ob
 from bert4rec.serving.batching import MicroBatcher
 from bert4rec.serving.catalog import search_catalogues
 from bert4rec.serving.live import AddedMovies, add_live_routes
-from bert4rec.serving.recommender import MAX_K, Filters, Recommender, history_types
+from bert4rec.serving.recommender import Filters, Recommender, history_types
 from bert4rec.serving.schemas import (
     INT64,
     ErrorBody,
     Health,
+    KQuery,
+    LikedQuery,
     Movie,
     Ready,
     RecommendationRequest,
     RecommendationResponse,
+    UserIdPath,
     WatchedByTitle,
 )
 from bert4rec.store import EventStore
@@ -206,10 +209,7 @@ def _add_recommendation_routes(app: FastAPI, recommender: Recommender, batcher: 
         return
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
-    async def recommend_user(userId: Annotated[int, Path(**INT64)],
-                             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-                             liked: Annotated[bool, Query(description="Rating-aware models only: movies the user "
-                                                                      "would rate 4 stars or more.")] = False) -> dict:
+    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> dict:
         filters = Filters(liked=liked)
         recommender.check_request(k, filters)
         rows, types = recommender.user_history(userId), recommender.user_types(userId)

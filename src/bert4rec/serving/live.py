@@ -25,7 +25,7 @@ from bert4rec.data.movielens import NO_GENRES, parse_year
 from bert4rec.serving.access import Keys, Metrics
 from bert4rec.serving.batching import Batcher, MicroBatcher
 from bert4rec.serving.catalog import Catalog
-from bert4rec.serving.recommender import MAX_K, Filters, Recommender, history_types
+from bert4rec.serving.recommender import Filters, Recommender, history_types
 from bert4rec.serving.schemas import (
     INT64,
     MAX_CLOCK_SKEW_S,
@@ -35,10 +35,13 @@ from bert4rec.serving.schemas import (
     EventBatch,
     EventIn,
     EventsWritten,
+    KQuery,
+    LikedQuery,
     Movie,
     NewMovie,
     RecommendationResponse,
     StoredEvent,
+    UserIdPath,
 )
 from bert4rec.store import Event, EventStore, History, MovieRecord
 
@@ -152,10 +155,7 @@ def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatche
         return added.describe(movie.movieId)
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
-    async def recommend_user(userId: Annotated[int, Path(**INT64)],
-                             k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-                             liked: Annotated[bool, Query(description="Rating-aware models only: movies the user "
-                                                                      "would rate 4 stars or more.")] = False) -> dict:
+    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> dict:
         """Recommendations from the user's stored events, read now (the latest event counts)."""
         filters = Filters(liked=liked)
         recommender.check_request(k, filters)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from bert4rec.serving.recommender import MAX_K
 
 MAX_HISTORY = 10_000
 INT64 = {"ge": -(2**63), "le": 2**63 - 1}
+
+# Parameters of GET /users/{userId}/recommendations, with or without an event store
+UserIdPath = Annotated[int, Path(**INT64)]
+KQuery = Annotated[int, Query(ge=1, le=MAX_K)]
+LikedQuery = Annotated[bool, Query(description="Rating-aware models only: movies the user would rate 4 stars or more.")]
 
 
 class Watched(BaseModel):
