@@ -47,9 +47,6 @@ class History:
     timestamps: np.ndarray  # int64, Unix seconds
 
 
-EMPTY_HISTORY = History(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
-
-
 @dataclass(frozen=True)
 class MovieRecord:
     movie_id: int
@@ -79,7 +76,7 @@ class EventStore:
     def name(self) -> str:
         return describe(self.engine.url)
 
-    def _insert(self, table):
+    def insert_ignoring(self, table):
         """INSERT that skips rows whose key is already there (the dialect's ON CONFLICT DO NOTHING)."""
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(table).on_conflict_do_nothing()
@@ -131,8 +128,8 @@ class EventStore:
         if not rows:
             return set()
         user_ids = sorted({row["user_id"] for row in rows})
-        connection.execute(self._insert(users), [{"user_id": u, "created_at": now} for u in user_ids])
-        returned = connection.execute(self._insert(events).returning(events.c.user_id, events.c.event_id), rows)
+        connection.execute(self.insert_ignoring(users), [{"user_id": u, "created_at": now} for u in user_ids])
+        returned = connection.execute(self.insert_ignoring(events).returning(events.c.user_id, events.c.event_id), rows)
         return {(user, key) for user, key in returned if key is not None}
 
     def add_movies(self, records: Iterable[MovieRecord], now: float | None = None) -> int:
@@ -143,7 +140,7 @@ class EventStore:
         if not rows:
             return 0
         with unavailable_as_store_error(self.engine), self.writer.begin() as connection:
-            return len(connection.execute(self._insert(movies).returning(movies.c.movie_id), rows).all())
+            return len(connection.execute(self.insert_ignoring(movies).returning(movies.c.movie_id), rows).all())
 
     def delete_user(self, user_id: int) -> int:
         """Erase a user and every event of theirs; returns how many events went. Unknown users are an error."""

@@ -52,7 +52,7 @@ def import_dataset(store: EventStore, raw: RawDataset, append: bool = False, pro
         new_users = 0
         for start in range(0, len(user_ids), CHUNK_ROWS):
             chunk = [{"user_id": int(u), "created_at": now} for u in user_ids[start : start + CHUNK_ROWS]]
-            new_users += len(connection.execute(store._insert(users).returning(users.c.user_id), chunk).all())
+            new_users += len(connection.execute(store.insert_ignoring(users).returning(users.c.user_id), chunk).all())
         _append_events(connection, ratings, now, progress)
     return Transferred(new_users, new_movies, len(ratings))
 
@@ -69,7 +69,7 @@ def _insert_movies(store: EventStore, connection: Connection, table: pd.DataFram
             for m, t, y, g in zip(table["item_id"], table["title"], table["year"], table["genres"], strict=True)]
     inserted = 0
     for start in range(0, len(rows), CHUNK_ROWS):
-        statement = store._insert(movies).returning(movies.c.movie_id)
+        statement = store.insert_ignoring(movies).returning(movies.c.movie_id)
         inserted += len(connection.execute(statement, rows[start : start + CHUNK_ROWS]).all())
     return inserted
 
