@@ -69,6 +69,39 @@ def test_padding_width_does_not_change_scores():
     torch.testing.assert_close(model.score_last(short), model.score_last(padded), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_the_encoder_computes_what_bert_model_forward_does(layers):
+    model = tiny_model(num_layers=layers)
+    inputs = torch.tensor([[0, 0, 0, 3, 4, 31], [1, 2, 3, 4, 5, 31], [0, 0, 0, 0, 0, 31]])
+    from_end = torch.arange(inputs.shape[1], 0, -1).expand_as(inputs)
+    with torch.no_grad():
+        reference = model.bert(input_ids=inputs, attention_mask=(inputs != 0).long(),
+                               position_ids=model.config.max_len - from_end).last_hidden_state
+        torch.testing.assert_close(model.encode(inputs), reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_scoring_the_last_position_alone_equals_encoding_every_position(layers):
+    model = tiny_model(num_layers=layers, num_heads=4)
+    torch.manual_seed(1)
+    inputs = torch.randint(1, 31, (5, 8))
+    inputs[:, -1] = 31
+    inputs[1, :5] = 0
+    inputs[2, :7] = 0  # [MASK] alone
+    with torch.no_grad():
+        expected = model.item_scores(model.encode(inputs)[:, -1])
+        torch.testing.assert_close(model.score_last(inputs), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_row_of_padding_alone_stays_finite_and_keeps_gradients_finite():
+    model = tiny_model().train()
+    inputs = torch.tensor([[0, 0, 0, 0], [2, 31, 31, 9]])
+    labels = torch.tensor([[IGNORE] * 4, [IGNORE, 3, 4, IGNORE]])
+    assert torch.isfinite(model.encode(inputs)).all()
+    model(inputs, labels).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_too_long_input_is_rejected():
     with pytest.raises(Bert4RecError, match="exceeds"):
         tiny_model().encode(torch.ones(1, 9, dtype=torch.long))

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn import functional as F
 from transformers import BertConfig, BertModel
 
 from bert4rec.errors import Bert4RecError
@@ -80,6 +81,35 @@ class Bert4Rec(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) right-aligned token ids -> (B, L, H) hidden states."""
+        hidden, attend = self._embed(input_ids, token_type_ids)
+        for layer in self.bert.encoder.layer:
+            hidden = layer(hidden, attention_mask=attend)
+        return hidden
+
+    def encode_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) right-aligned token ids -> (B, H) hidden state of the last position, what scoring reads. The last
+        layer's output at one position needs every position's keys and values but only that position's query,
+        attention output and feed-forward, so those are computed for it alone."""
+        hidden, attend = self._embed(input_ids, token_type_ids)
+        *inner, last = self.bert.encoder.layer
+        for layer in inner:
+            hidden = layer(hidden, attention_mask=attend)
+        attention = last.attention.self
+        batch, length, _ = hidden.shape
+        heads, head_size = attention.num_attention_heads, attention.attention_head_size
+        tail = hidden[:, -1:]  # (B, 1, H)
+        query = attention.query(tail).view(batch, 1, heads, head_size).transpose(1, 2)  # (B, heads, 1, d)
+        key = attention.key(hidden).view(batch, length, heads, head_size).transpose(1, 2)  # (B, heads, L, d)
+        value = attention.value(hidden).view(batch, length, heads, head_size).transpose(1, 2)
+        context = F.scaled_dot_product_attention(query, key, value, attn_mask=attend, scale=attention.scaling)
+        context = context.transpose(1, 2).reshape(batch, 1, heads * head_size)
+        mixed = last.attention.output(context, tail)  # (B, 1, H)
+        return last.output(last.intermediate(mixed), mixed)[:, 0]
+
+    def _embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) token ids -> (B, L, H) embeddings and the (B, 1, 1, L) mask of the positions attention may read
+        (not padding). The layers are called directly: ``BertModel.forward`` would build the same mask, at a cost
+        that shows in serving's latency."""
         length = input_ids.shape[1]
         if length > self.config.max_len:
             raise Bert4RecError(f"sequence length {length} exceeds the model's max_len {self.config.max_len}")
@@ -88,9 +118,9 @@ class Bert4Rec(nn.Module):
         from_end = torch.ones_like(input_ids).flip(1).cumsum(1).flip(1)  # (B, L): L, L-1, ..., 1
         if token_type_ids is not None:  # a model that reads no types has one type, 0, for every token
             token_type_ids = self.config.own_types(token_type_ids) if self.config.reads_types else None
-        out = self.bert(input_ids=input_ids, attention_mask=(input_ids != 0).long(),
-                        token_type_ids=token_type_ids, position_ids=self.config.max_len - from_end)
-        return out.last_hidden_state
+        hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids,
+                                      position_ids=self.config.max_len - from_end)
+        return hidden, (input_ids != 0)[:, None, None, :]
 
     def item_embeddings(self) -> torch.Tensor:
         """(N, H): the (tied) input embeddings of the items, PAD and MASK left out."""
@@ -116,8 +146,7 @@ class Bert4Rec(nn.Module):
 
     def score_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) sequences ending in [MASK] -> (B, N) scores for the item behind that last [MASK]."""
-        hidden = self.encode(input_ids, token_type_ids)
-        return self.item_scores(hidden[:, -1])
+        return self.item_scores(self.encode_last(input_ids, token_type_ids))
 
     # ---------------------------------------------------------------------------------------- storage
 
