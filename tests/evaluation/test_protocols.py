@@ -142,6 +142,16 @@ def test_sampled_negatives_are_distinct_unseen_never_the_target_and_seeded(small
     assert popularity[negatives].mean() > 1.5 * popularity.mean()
 
 
+def test_a_user_who_saw_every_popular_movie_still_gets_negatives(toy):
+    data = EvalSet.for_split(toy.sequences(), toy.eval_users(), "test")
+    popularity = np.array([1.0, 1, 1, 1, 1, 0])  # only movie 60 (column 5) was never watched in training
+    row = int(np.flatnonzero(data.targets == 4)[0])  # user 1: history 10..40, target 50; movie 60 is all that is left
+    negatives = sample_negatives(data, popularity, 1, seed=0)
+    assert negatives[row].tolist() == [5]
+    assert all(n not in data.tokens[data.starts[r]:data.ends[r]] - 1 and n != data.targets[r]
+               for r in range(len(data)) for n in negatives[r])
+
+
 def test_sampled_rank_is_the_place_among_the_target_and_its_negatives(small):
     data = EvalSet.for_split(small.sequences(), small.eval_users(), "test")
     negatives = sample_negatives(data, training_popularity(small), 100, seed=0)

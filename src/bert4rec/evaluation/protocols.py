@@ -97,6 +97,12 @@ def _ranks(above: torch.Tensor, tied: torch.Tensor) -> metrics.Ranks:
     return metrics.Ranks(above.cpu().numpy(), tied.cpu().numpy())
 
 
+# Draws of the whole catalogue by popularity, rejecting the seen, before a user's negatives come from the movies
+# left to them instead: rejection is cheap for almost every user, and would never end for one who saw every
+# popular movie.
+REJECTION_ROUNDS = 8
+
+
 def sample_negatives(data: EvalSet, popularity: np.ndarray, num: int, seed: int) -> np.ndarray:
     """(U, num) distinct items per user drawn by popularity, none in the history or equal to the target."""
     rng = np.random.default_rng(seed)
@@ -109,11 +115,18 @@ def sample_negatives(data: EvalSet, popularity: np.ndarray, num: int, seed: int)
     for row in range(len(data)):
         banned = np.append(data.tokens[data.starts[row]:data.ends[row]] - 1, data.targets[row])
         chosen = np.empty(0, dtype=np.int64)
-        while len(chosen) < num:
+        for _ in range(REJECTION_ROUNDS):
+            if len(chosen) >= num:
+                break
             draw = np.minimum(np.searchsorted(cdf, rng.random(4 * num)), len(cdf) - 1)
             draw = draw[~np.isin(draw, banned)]
             _, first = np.unique(np.concatenate([chosen, draw]), return_index=True)
             chosen = np.concatenate([chosen, draw])[np.sort(first)]
+        if len(chosen) < num:  # the history holds nearly every popular movie: draw the rest from what is left
+            left = np.setdiff1d(np.arange(len(popularity)), np.concatenate([banned, chosen]))
+            weight = popularity[left] + 1e-12
+            chosen = np.concatenate([chosen, rng.choice(left, num - len(chosen), replace=False,
+                                                        p=weight / weight.sum())])
         out[row] = chosen[:num]
     return out
 
