@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import shared
+from conftest import TINY_TRAIN_ARGS, shared
 from typer.testing import CliRunner
 
 from bert4rec.cli import app
@@ -90,6 +92,31 @@ def test_cli_init_import_stats_export(tmp_path):
     assert result.exit_code == 0 and (tmp_path / "out" / "ratings.parquet").is_file()
     result = runner.invoke(app, ["db", "import", "--db", str(db), "--data", str(shared("ml-100k")), "--quiet"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "--append" in result.output
+
+
+def test_prepare_and_train_read_a_store_as_its_events_are_now(store_url, tmp_path):
+    store = new_store(store_url)
+    raw = movielens.load(shared("ml-latest-small"))
+    import_dataset(store, raw, progress=False)
+    store.delete_user(1)
+    result = runner.invoke(app, ["prepare", "--data", store_url, "--out", str(tmp_path / "prepared"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    from_store = preprocess.load_prepared(tmp_path / "prepared")
+    expected = preprocess.prepare(dataclasses.replace(raw, ratings=raw.ratings[raw.ratings["user_id"] != 1]))
+    assert len(from_store.interactions) == len(expected.interactions) < len(raw.ratings)
+    pd.testing.assert_frame_equal(from_store.interactions, expected.interactions, check_dtype=False)
+    result = runner.invoke(app, ["train", "--data", store_url, "--out", str(tmp_path / "model"), *TINY_TRAIN_ARGS])
+    assert result.exit_code == 0, result.output
+    trained_on = preprocess.load_prepared(tmp_path / "model" / "dataset")
+    assert 1 not in trained_on.user_ids and len(trained_on.user_ids) == len(expected.user_ids)
+
+
+def test_an_empty_or_missing_store_is_a_one_line_error(tmp_path):
+    new_store(f"sqlite:///{tmp_path / 'empty.db'}")
+    for url in (f"sqlite:///{tmp_path / 'empty.db'}", f"sqlite:///{tmp_path / 'missing.db'}"):
+        result = runner.invoke(app, ["prepare", "--data", url, "--out", str(tmp_path / "out"), "--quiet"])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert not (tmp_path / "out").exists()
 
 
 def test_cli_without_a_database_says_how_to_name_one(monkeypatch):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +27,9 @@ class Engine(str, enum.Enum):
 DataOption = Annotated[str, typer.Option(
     "--data", help="A MovieLens release name (ml-1m, ml-latest-small, ...), a release folder or zip, a ratings "
                    ".parquet/.csv file, a folder holding ratings.parquet/csv and movies.parquet/csv, or a "
-                   "partitioned parquet dataset (a folder of parquet files, movies.parquet/csv optional).")]
+                   "partitioned parquet dataset (a folder of parquet files, movies.parquet/csv optional), or an "
+                   "event store's URL (sqlite:///events.db, postgresql+psycopg://...): its events now, read out of "
+                   "core.")]
 UserColOption = Annotated[str, typer.Option(help="User id column of a custom ratings table.")]
 ItemColOption = Annotated[str, typer.Option(help="Item (movie) id column of a custom ratings table.")]
 RatingColOption = Annotated[str, typer.Option(help="Rating column of a custom ratings table ('' for none).")]
@@ -82,14 +87,16 @@ def prepare_command(
 
     columns = Columns(user_col, item_col, rating_col or None, time_col)
     params = PrepareParams(min_rating, min_user, min_item, sample_users, seed)
-    partitioned = movielens.is_partitioned(Path(data))
-    if engine == Engine.duckdb and not partitioned:
-        raise Bert4RecError(f"{data}: --engine duckdb reads a folder of parquet files (a partitioned dataset)")
-    if engine == Engine.duckdb or (engine == Engine.auto and partitioned):
-        from bert4rec.data.outofcore import prepare_partitioned
-
-        stats = prepare_partitioned(Path(data), out, params, columns, memory_limit, temp_dir=temp_dir,
-                                    progress=not quiet)
+    partitioned = not is_store(data) and movielens.is_partitioned(Path(data))
+    if is_store(data):
+        if engine == Engine.memory:
+            raise Bert4RecError(f"{data}: an event store is read out of core; leave --engine at auto or duckdb")
+        with exported_store(data, progress=not quiet) as (folder, source):
+            stats = _prepare_out_of_core(folder, out, params, Columns(), memory_limit, temp_dir, quiet, source)
+    elif engine == Engine.duckdb or (engine == Engine.auto and partitioned):
+        if not partitioned:
+            raise Bert4RecError(f"{data}: --engine duckdb reads a folder of parquet files (a partitioned dataset)")
+        stats = _prepare_out_of_core(Path(data), out, params, columns, memory_limit, temp_dir, quiet, data)
     else:
         dataset = preprocess.prepare(movielens.load(data, columns), params)
         preprocess.save_prepared(dataset, out)
@@ -101,10 +108,48 @@ def prepare_command(
         console.print(f"written to {out}")
 
 
-def load_dataset(data: str):
-    """A prepared folder as it is, or any other dataset prepared on the fly with the default settings."""
+def _prepare_out_of_core(folder: Path, out: Path, params: PrepareParams, columns: Columns, memory_limit: str,
+                         temp_dir: Path | None, quiet: bool, source: str) -> dict:
+    from bert4rec.data.outofcore import prepare_partitioned
+
+    return prepare_partitioned(folder, out, params, columns, memory_limit, temp_dir=temp_dir, progress=not quiet,
+                               source=source)
+
+
+def is_store(data: str) -> bool:
+    """Whether ``--data`` names an event store (a database URL) rather than a file, folder or release."""
+    return "://" in data
+
+
+@contextlib.contextmanager
+def exported_store(url: str, progress: bool = True) -> Iterator[tuple[Path, str]]:
+    """The store's events and movies as one snapshot, in a temporary folder of the layout ``prepare`` reads
+    (ratings.parquet + movies.parquet), streamed out of the database and removed afterwards; and the store's name
+    as it may be printed (no password)."""
+    from bert4rec.store import EventStore
+    from bert4rec.store.database import database_url, describe
+    from bert4rec.store.transfer import export_dataset
+
+    store = EventStore.open(url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bert4rec-store-") as tmp:
+            export_dataset(store, Path(tmp) / "events", progress=progress)
+            yield Path(tmp) / "events", describe(database_url(url))
+    finally:
+        store.close()
+
+
+def load_dataset(data: str, progress: bool = False):
+    """A prepared folder as it is, or any other dataset prepared on the fly with the default settings (an event
+    store out of core, as ``prepare`` does)."""
     from bert4rec.data import movielens, preprocess
 
+    if is_store(data):
+        from bert4rec.data.outofcore import prepare_partitioned
+
+        with exported_store(data, progress) as (folder, source):
+            prepare_partitioned(folder, folder.parent / "prepared", progress=progress, source=source)
+            return preprocess.load_prepared(folder.parent / "prepared")
     if preprocess.is_prepared_dir(Path(data)):
         return preprocess.load_prepared(Path(data))
     return preprocess.prepare(movielens.load(data))

@@ -44,8 +44,8 @@ def train_command(
     ctx: typer.Context,
     data: Annotated[str | None, typer.Option(
         "--data", rich_help_panel=DATA,
-        help="A prepared folder (bert4rec prepare), or any dataset --data of `prepare` accepts, prepared on the fly "
-             "with default settings. Not needed with --resume.")] = None,
+        help="A prepared folder (bert4rec prepare), or any dataset --data of `prepare` accepts (an event store's "
+             "URL too), prepared on the fly with default settings. Not needed with --resume.")] = None,
     recipe: Annotated[str | None, typer.Option(
         rich_help_panel=DATA,
         help="Start from a named recipe (paper, ml-1m-best, small) or a recipe .toml file; the options given "
@@ -142,7 +142,7 @@ def train_command(
         given = {name for name in ctx.params if _given(ctx, name)}
         model_overrides = {MODEL_OPTIONS[name]: ctx.params[name] for name in given & set(MODEL_OPTIONS)}
         training_overrides = {name: ctx.params[name] for name in given & set(TRAINING_OPTIONS)}
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, progress=not quiet)
         model_config, config = chosen.build(dataset.vocab.num_items, model_overrides, training_overrides)
         provenance = chosen.provenance(model_overrides, training_overrides) if recipe else None
         result = loop.fit(dataset, out, model_config, config, progress=not quiet, recipe=provenance)

@@ -47,16 +47,18 @@ _SORT_KEY = "{'t': ts, 'f': file_index, 'r': row_number}"  # unique per row: the
 def prepare_partitioned(folder: Path, out: Path, params: PrepareParams | None = None,
                         columns: Columns | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT,
                         threads: int | None = None,
-                        temp_dir: Path | None = None, progress: bool = True) -> dict:
+                        temp_dir: Path | None = None, progress: bool = True, source: str | None = None) -> dict:
     """Prepare ``folder`` (parquet files at any depth, optionally a movies file beside them) into ``out``;
     returns the dataset's stats. ``memory_limit`` bounds DuckDB's buffers; what does not fit spills to
-    ``temp_dir`` (the system's temporary folder by default)."""
+    ``temp_dir`` (the system's temporary folder by default). ``source`` names the data in errors and stats (default:
+    the folder)."""
     params, columns = params or PrepareParams(), columns or Columns()
     params.validate()
     folder = Path(folder)
+    source = source or str(folder)
     files = partition_files(folder)
     if not files:
-        raise DataError(f"{folder}: no parquet files found")
+        raise DataError(f"{source}: no parquet files found")
     stats: dict = {}
 
     def write(tmp: Path) -> None:
@@ -65,12 +67,12 @@ def prepare_partitioned(folder: Path, out: Path, params: PrepareParams | None = 
                 with duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill,
                                             **({"threads": threads} if threads else {})}) as con:
                     con.execute("SET enable_progress_bar = false")  # it would write to stdout, over --json output
-                    stats.update(_build(con, folder, files, params, columns, tmp, progress))
+                    stats.update(_build(con, folder, source, files, params, columns, tmp, progress))
             except duckdb.OutOfMemoryException as exc:
-                raise DataError(f"{folder}: out of memory within --memory-limit {memory_limit} "
+                raise DataError(f"{source}: out of memory within --memory-limit {memory_limit} "
                                 f"({_first_line(exc)}); raise the limit or free disk in the temporary folder") from None
             except duckdb.Error as exc:
-                raise DataError(f"{folder}: {_first_line(exc)}") from None
+                raise DataError(f"{source}: {_first_line(exc)}") from None
 
     write_dir_atomically(Path(out), write)
     return stats
@@ -80,16 +82,16 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
-def _build(con, folder: Path, files: list[str], params: PrepareParams, columns: Columns, tmp: Path,
+def _build(con, folder: Path, source: str, files: list[str], params: PrepareParams, columns: Columns, tmp: Path,
            progress: bool) -> dict:
     """The four steps, each a few SQL statements over the views the one before it left."""
     with bars.bar(None, progress, total=4, desc="prepare (out of core)", unit="step") as steps:
         steps.set_postfix_str("reading and checking")
-        num_raw = _read_rows(con, folder, files, params, columns)
+        num_raw = _read_rows(con, source, files, params, columns)
         user_filter = _filter_rows(con, params)
         steps.update()
         steps.set_postfix_str("users and vocabulary")
-        users, vocab = _users_and_vocabulary(con, folder, params, user_filter)
+        users, vocab = _users_and_vocabulary(con, source, params, user_filter)
         steps.update()
         steps.set_postfix_str("sorting and writing interactions")
         _write_interactions(con, tmp / INTERACTIONS_FILE)
@@ -98,14 +100,14 @@ def _build(con, folder: Path, files: list[str], params: PrepareParams, columns: 
         movies = movies_beside(folder, columns)
         notes = [] if movies is not None else [no_movies_note(folder)]
         movies = movies if movies is not None else placeholder_movies(vocab.item_ids)
-        stats = dataset_stats(str(folder), params, users["n"].astype(np.int64), vocab.num_items, num_raw,
+        stats = dataset_stats(source, params, users["n"].astype(np.int64), vocab.num_items, num_raw,
                               (int(users["first_ts"].min()), int(users["last_ts"].max())), notes)
         write_metadata(tmp, catalogue(movies, vocab), vocab, stats)
         steps.update()
     return stats
 
 
-def _read_rows(con, folder: Path, files: list[str], params: PrepareParams, columns: Columns) -> int:
+def _read_rows(con, source: str, files: list[str], params: PrepareParams, columns: Columns) -> int:
     """View ``rated``: every row with canonical columns, its file's index and its row number, the rating filter
     applied. Returns the number of rows loaded."""
     con.register("file_list", pa.table({"filename": files, "file_index": np.arange(len(files), dtype=np.int32)}))
@@ -113,10 +115,10 @@ def _read_rows(con, folder: Path, files: list[str], params: PrepareParams, colum
     con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet({_list_literal(files)}, filename=true, "
                 "file_row_number=true, union_by_name=true)")
     types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE raw)").fetchall())
-    expressions = _column_expressions(types, columns, folder)
+    expressions = _column_expressions(types, columns, source)
     if params.min_rating is not None and expressions["rating"][0].startswith("NULL"):
-        raise DataError(f"{folder}: --min-rating given but the data has no ratings")
-    num_raw = _check_values(con, expressions, folder)
+        raise DataError(f"{source}: --min-rating given but the data has no ratings")
+    num_raw = _check_values(con, expressions, source)
     rating_filter = "" if params.min_rating is None else f"WHERE rating >= {float(params.min_rating)!r}"
     con.execute(f"""CREATE TEMP VIEW rated AS
         SELECT {expressions['user_id'][0]} AS user_id, {expressions['item_id'][0]} AS item_id,
@@ -143,7 +145,7 @@ def _filter_rows(con, params: PrepareParams) -> str:
     return "WHERE user_id IN (SELECT user_id FROM chosen)"
 
 
-def _users_and_vocabulary(con, folder: Path, params: PrepareParams, user_filter: str) -> tuple[dict, ItemVocab]:
+def _users_and_vocabulary(con, source: str, params: PrepareParams, user_filter: str) -> tuple[dict, ItemVocab]:
     """Tables ``users`` (index in id order, count, the last two sort keys, time range) and ``vocab``."""
     con.execute(f"""CREATE TEMP TABLE users AS
         SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1)::INTEGER AS user_idx, n, last2, first_ts, last_ts
@@ -151,7 +153,7 @@ def _users_and_vocabulary(con, folder: Path, params: PrepareParams, user_filter:
               FROM kept {user_filter} GROUP BY user_id)""")
     users = con.execute("SELECT n, first_ts, last_ts FROM users ORDER BY user_idx").fetchnumpy()
     if len(users["n"]) == 0:
-        raise nothing_left(str(folder), params)
+        raise nothing_left(source, params)
     con.execute("""CREATE TEMP TABLE vocab AS
         SELECT item_id, (row_number() OVER (ORDER BY item_id))::INTEGER AS item
         FROM (SELECT DISTINCT item_id FROM kept WHERE user_id IN (SELECT user_id FROM users))""")
@@ -176,11 +178,11 @@ def _list_literal(files: list[str]) -> str:
     return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
 
-def _column_expressions(types: dict[str, str], columns: Columns, folder: Path) -> dict[str, tuple[str, str]]:
+def _column_expressions(types: dict[str, str], columns: Columns, source: str) -> dict[str, tuple[str, str]]:
     """For each canonical column: (SQL value expression, SQL condition that flags a bad value)."""
     def need(name: str) -> str:
         if name not in types:
-            raise missing_column(str(folder), name, [c for c in types if c not in ("filename", "file_row_number")])
+            raise missing_column(source, name, [c for c in types if c not in ("filename", "file_row_number")])
         return '"' + name.replace('"', '""') + '"'
 
     def integer(name: str) -> tuple[str, str]:
@@ -206,14 +208,14 @@ def _column_expressions(types: dict[str, str], columns: Columns, folder: Path) -
     return expressions
 
 
-def _check_values(con, expressions: dict[str, tuple[str, str]], folder: Path) -> int:
+def _check_values(con, expressions: dict[str, tuple[str, str]], source: str) -> int:
     """Reject missing or non-numeric ids, timestamps and ratings, naming the first bad row; returns the row count."""
     # The first bad row comes from an aggregate FILTER, not a WHERE: DuckDB's parquet filter pushdown misses NaN.
     checks = ", ".join(f"count(*) FILTER (WHERE {bad}), min({{'f': filename, 'r': file_row_number}}) FILTER "
                        f"(WHERE {bad})" for _, bad in expressions.values())
     row = con.execute(f"SELECT count(*), {checks} FROM raw").fetchone()
     if row[0] == 0:
-        raise DataError(f"{folder}: no rows")
+        raise DataError(f"{source}: no rows")
     for i, name in enumerate(expressions):
         count, first = row[1 + 2 * i], row[2 + 2 * i]
         if count:
