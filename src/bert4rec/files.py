@@ -117,6 +117,15 @@ def _read_digests(folder: Path) -> dict[str, list[str]] | None:
     return files
 
 
+def recorded_digest(folder: Path, name: str) -> str | None:
+    """The SHA-256 digests.json records for ``name`` (the newest, while a write is under way), or None."""
+    try:
+        accepted = (_read_digests(folder) or {}).get(name) or []
+    except Bert4RecError:
+        return None
+    return accepted[-1] if accepted else None
+
+
 def _write_digests(folder: Path, files: dict[str, list[str]]) -> None:
     document = versioned("digests", DIGESTS_VERSION, {"sha256": dict(sorted(files.items()))})
     atomic_write_text(Path(folder) / DIGESTS_FILE, json.dumps(document, indent=2))

@@ -25,8 +25,10 @@ def client(recommender):
 
 
 def test_health_and_docs(client):
-    assert client.get("/health").json() == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False,
-                                                "time_aware": False, "store": None}
+    health = client.get("/health").json()
+    assert health.pop("model")["version"] == "in memory"  # built from a Recommender, not loaded from a folder
+    assert health == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False, "time_aware": False,
+                      "store": None, "refused": None}
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/health", "/movies", "/movies/{movieId}", "/recommendations", "/users/{userId}/recommendations"} <= set(
@@ -277,9 +279,10 @@ def test_batches_never_exceed_max_batch_and_a_cancelled_request_does_not_stall_t
     from bert4rec.serving.recommender import Filters
 
     async def scenario():
-        batcher = MicroBatcher(recommender, max_batch=4)
+        batcher = MicroBatcher(max_batch=4)
         rows = np.array([0, 5, 9])
-        calls = [asyncio.ensure_future(batcher.recommend(rows, None, 3, Filters(), False)) for _ in range(11)]
+        calls = [asyncio.ensure_future(batcher.recommend(recommender, rows, None, 3, Filters(), False))
+                 for _ in range(11)]
         await asyncio.sleep(0)  # every request queued
         calls[1].cancel()  # its client went away while it waited in a batch
         results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=60)

@@ -10,6 +10,7 @@ import typer
 
 from bert4rec.cli.main import ModelDirArgument, command, console
 from bert4rec.errors import Bert4RecError
+from bert4rec.serving.swap import DEFAULT_MAX_DROP
 
 
 class LogFormat(str, enum.Enum):
@@ -38,15 +39,25 @@ def serve_command(
     read_key: Annotated[bool, typer.Option(
         help="Reads need a key too (a write key or one of $BERT4REC_READ_KEYS); /health/* never do.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="One line per request: text, or json.")] = LogFormat.text,
+    watch: Annotated[float | None, typer.Option(
+        help="Look at MODEL_DIR every this many seconds and make a new model there live, without a restart (point "
+             "MODEL_DIR at a symlink that retraining flips). POST /admin/reload does it on demand, with a key from "
+             "$BERT4REC_ADMIN_KEYS.")] = None,
+    max_drop: Annotated[float, typer.Option(
+        help="Refuse a new model whose recorded validation NDCG@10 is more than this share below the live "
+             "model's (1: never refuse on it).")] = DEFAULT_MAX_DROP,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web page (at /) for a trained model; with --db, record events
-    and recommend from them."""
+    and recommend from them; with --watch, pick up new models as they are written."""
     from bert4rec.serving.app import serve
 
     if not 0 < port < 65536:
         raise Bert4RecError(f"--port must be between 1 and 65535, not {port}")
     console.print(f"serving {model_dir} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    serve(str(model_dir), host, port, device, threads, db, api_keys_file, open_writes, read_key, log_format.value)
+    if not 0 <= max_drop <= 1:
+        raise Bert4RecError(f"--max-drop is a share between 0 and 1, not {max_drop}")
+    serve(str(model_dir), host, port, device, threads, db, api_keys_file, open_writes, read_key, log_format.value,
+          watch, max_drop)
 
 
 @command("export")

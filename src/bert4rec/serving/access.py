@@ -1,5 +1,5 @@
-"""Who may do what, and what operators see: API keys for writes (and, if asked, reads), Prometheus metrics, and one
-log line per request.
+"""Who may do what, and what operators see: API keys for writes (and, if asked, reads) and for the operator's
+actions (reloading the model), Prometheus metrics, and one log line per request.
 
 Keys travel as ``Authorization: Bearer KEY`` and are compared in constant time against every configured key, so
 the time a check takes says nothing about how close a guess was.
@@ -22,6 +22,7 @@ from bert4rec.errors import Bert4RecError
 
 API_KEYS_ENV = "BERT4REC_API_KEYS"  # comma-separated keys that may write (and read)
 READ_KEYS_ENV = "BERT4REC_READ_KEYS"  # comma-separated keys that may only read
+ADMIN_KEYS_ENV = "BERT4REC_ADMIN_KEYS"  # comma-separated keys that may reload the model (and nothing else)
 MIN_KEY_LENGTH = 16
 UNPROTECTED = ("/health", "/health/live", "/health/ready")
 
@@ -32,12 +33,14 @@ class Keys:
     read: tuple[str, ...] = ()
     reads_need_key: bool = False
     open_writes: bool = False  # anyone may write: a trial on one machine
+    admin: tuple[str, ...] = ()
 
     @classmethod
     def configured(cls, keys_file: str | Path | None = None, reads_need_key: bool = False,
                    open_writes: bool = False) -> Keys:
         """Write keys from ``$BERT4REC_API_KEYS`` and ``keys_file`` (one per line, # comments), read-only keys from
-        ``$BERT4REC_READ_KEYS``. A key shorter than MIN_KEY_LENGTH characters is refused: it could be guessed."""
+        ``$BERT4REC_READ_KEYS``, admin keys from ``$BERT4REC_ADMIN_KEYS``. A key shorter than MIN_KEY_LENGTH
+        characters is refused: it could be guessed."""
         write = _split(os.environ.get(API_KEYS_ENV, ""))
         if keys_file is not None:
             try:
@@ -46,7 +49,8 @@ class Keys:
                 raise Bert4RecError(f"{keys_file}: cannot read the API keys file ({exc.strerror})") from None
             write += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         read = _split(os.environ.get(READ_KEYS_ENV, ""))
-        short = [k for k in write + read if len(k) < MIN_KEY_LENGTH]
+        admin = _split(os.environ.get(ADMIN_KEYS_ENV, ""))
+        short = [k for k in write + read + admin if len(k) < MIN_KEY_LENGTH]
         if short:
             raise Bert4RecError(f"API keys must be at least {MIN_KEY_LENGTH} characters ({len(short)} shorter); "
                                 "make them with e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`")
@@ -55,20 +59,29 @@ class Keys:
         if open_writes and write:
             raise Bert4RecError("--open-writes and API keys contradict each other: keys protect writes, "
                                 "--open-writes lifts that protection")
-        return cls(tuple(write), tuple(read), reads_need_key, open_writes)
+        return cls(tuple(write), tuple(read), reads_need_key, open_writes, tuple(admin))
 
     def check(self, request: Request, write: bool) -> None:
         """Raise 401 (no key) or 403 (a key that does not allow this) unless the request may go ahead."""
         if (write and self.open_writes) or (not write and not self.reads_need_key):
             return
+        self._require(request, self.write if write else self.write + self.read, "write" if write else "read")
+
+    def check_admin(self, request: Request) -> None:
+        """As ``check``, for the operator's actions: only an admin key will do, whatever else is open."""
+        if not self.admin:
+            raise HTTPException(403, f"no admin key is configured: set {ADMIN_KEYS_ENV} to allow this")
+        self._require(request, self.admin, "do this")
+
+    @staticmethod
+    def _require(request: Request, allowed: tuple[str, ...], action: str) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise HTTPException(401, "this needs an API key: send 'Authorization: Bearer KEY'",
                                 headers={"WWW-Authenticate": "Bearer"})
-        allowed = self.write if write else self.write + self.read
         if not _matches_any(given.strip(), allowed):
-            raise HTTPException(403, "this API key may not " + ("write" if write else "read"))
+            raise HTTPException(403, f"this API key may not {action}")
 
 
 def _split(value: str) -> list[str]:

@@ -1,8 +1,11 @@
 """REST API and web page over a Recommender (FastAPI + uvicorn). Requests for model scores are micro-batched
-(``batching.py``); with an event store, the store's routes and user histories come from ``live.py``."""
+(``batching.py``); with an event store, the store's routes and user histories come from ``live.py``; the model can
+be replaced while the server runs (``swap.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import math
 from importlib import resources
@@ -32,9 +35,11 @@ from bert4rec.serving.schemas import (
     Ready,
     RecommendationRequest,
     RecommendationResponse,
+    Reloaded,
     UserIdPath,
     WatchedByTitle,
 )
+from bert4rec.serving.swap import DEFAULT_MAX_DROP, LiveModel, RefusedModelError
 from bert4rec.store import EventStore
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -87,17 +92,24 @@ def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[
     return np.asarray(rows, dtype=np.int64), types
 
 
-def create_app(recommender: Recommender, max_batch: int = 64, store: EventStore | None = None,
-               keys: Keys | None = None) -> FastAPI:
+def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: EventStore | None = None,
+               keys: Keys | None = None, watch_s: float | None = None) -> FastAPI:
     """The FastAPI app: catalogue search, recommendations (micro-batched), the web page, health and metrics; with a
-    ``store``, events in and recommendations that follow them (``live.py``)."""
+    ``store``, events in and recommendations that follow them (``live.py``). A LiveModel loaded from a folder can
+    be reloaded (``POST /admin/reload``, or every ``watch_s`` seconds when the folder holds a new model)."""
     keys = keys or Keys()
     metrics = Metrics()
-    batcher = MicroBatcher(recommender, max_batch, metrics.batch_size.labels("model").observe)
+    live = model if isinstance(model, LiveModel) else LiveModel(model)
+    batcher = MicroBatcher(max_batch, metrics.batch_size.labels("model").observe)
 
     async def lifespan(app: FastAPI):
         batcher.start()
+        watcher = asyncio.get_running_loop().create_task(live.watch(watch_s)) if watch_s else None
         yield
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         await batcher.stop()
         if store is not None:
             await app.state.history_reader.stop()
@@ -110,16 +122,16 @@ def create_app(recommender: Recommender, max_batch: int = 64, store: EventStore 
     app = FastAPI(title="bert4rec", version="1", lifespan=lifespan, dependencies=[Depends(may_read)],
                   description="BERT4Rec movie recommendations: search the catalogue, recommend after a history; "
                               "with an event store, record what users do and recommend from it.")
-    app.state.batcher, app.state.metrics = batcher, metrics
+    app.state.batcher, app.state.metrics, app.state.live = batcher, metrics, live
     app.add_middleware(BodyLimit)
     app.add_middleware(Observed, metrics=metrics)
     _add_error_handlers(app, metrics)
     added = None
     if store is not None:
-        added = add_live_routes(app, recommender, batcher, store, keys, metrics, max_batch)
-    _add_catalogue_routes(app, recommender, added)
-    _add_recommendation_routes(app, recommender, batcher, user_route=store is None)
-    _add_operator_routes(app, recommender, store, metrics)
+        added = add_live_routes(app, live, batcher, store, keys, metrics, max_batch)
+    _add_catalogue_routes(app, live, added)
+    _add_recommendation_routes(app, live, batcher, user_route=store is None)
+    _add_operator_routes(app, live, store, metrics, keys)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -170,13 +182,12 @@ def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return JSONResponse({"detail": str(exc)}, 422)
 
 
-def _add_catalogue_routes(app: FastAPI, recommender: Recommender, added: AddedMovies | None) -> None:
-    catalog = recommender.catalog
-
+def _add_catalogue_routes(app: FastAPI, live: LiveModel, added: AddedMovies | None) -> None:
     @app.get("/movies", response_model=list[Movie], responses=ERROR_RESPONSES)
     async def search_movies(q: Annotated[str, Query(max_length=200)] = "",
                             limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:
         """Title search, forgiving about case, accents, articles and typos; empty q lists the most popular."""
+        catalog = live.recommender.catalog
         if not q.strip():
             return catalog.describe(np.argsort(-catalog.popularity, kind="stable")[:limit])
         if added is None:
@@ -186,6 +197,7 @@ def _add_catalogue_routes(app: FastAPI, recommender: Recommender, added: AddedMo
 
     @app.get("/movies/{movieId}", response_model=Movie, responses=ERROR_RESPONSES)
     async def get_movie(movieId: Annotated[int, Path(**INT64)]) -> dict:
+        catalog = live.recommender.catalog
         if movieId in catalog.row_of_id.index:
             return catalog.describe(np.array([catalog.row_of_id[movieId]]))[0]
         if added is not None and (movie := added.describe(movieId)) is not None:
@@ -193,39 +205,57 @@ def _add_catalogue_routes(app: FastAPI, recommender: Recommender, added: AddedMo
         raise HTTPException(404, f"unknown movie id {movieId}")
 
 
-def _add_recommendation_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatcher,
-                               user_route: bool) -> None:
+def _add_recommendation_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, user_route: bool) -> None:
+    # Each request takes the live model once, at its start, and keeps it to the end, even if a swap comes between.
     @app.post("/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
     async def recommend(request: RecommendationRequest) -> dict:
+        recommender = live.recommender
         filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
                           request.year_max, request.liked)
         recommender.check_request(request.k, filters)
         rows, types = _history(recommender, request)
         if len(rows) == 0:
             return recommender.recommend_rows(rows, request.k, filters).to_dict()  # popularity, no model call
-        return (await batcher.recommend(rows, types, request.k, filters, request.explain)).to_dict()
+        return (await batcher.recommend(recommender, rows, types, request.k, filters, request.explain)).to_dict()
 
     if not user_route:
         return
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
     async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> dict:
+        recommender = live.recommender
         filters = Filters(liked=liked)
         recommender.check_request(k, filters)
         rows, types = recommender.user_history(userId), recommender.user_types(userId)
-        return (await batcher.recommend(rows, types, k, filters, True)).to_dict()
+        return (await batcher.recommend(recommender, rows, types, k, filters, True)).to_dict()
 
 
-def _add_operator_routes(app: FastAPI, recommender: Recommender, store: EventStore | None,
-                         metrics: Metrics) -> None:
+def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None, metrics: Metrics,
+                         keys: Keys) -> None:
     @app.get("/health", response_model=Health)
     async def health() -> Health:
+        recommender = live.recommender
         return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index),
                       rating_aware=recommender.model.config.rating_aware,
-                      time_aware=recommender.model.config.time_aware, store=store.name if store else None)
+                      time_aware=recommender.model.config.time_aware, store=store.name if store else None,
+                      model=live.state(), refused=live.refusal)
+
+    async def may_administer(request: Request) -> None:
+        keys.check_admin(request)
+
+    @app.post("/admin/reload", response_model=Reloaded, dependencies=[Depends(may_administer)],
+              responses={status: {"model": ErrorBody} for status in (401, 403, 409)})
+    async def reload() -> dict:
+        """Load the model the server's model folder holds now and make it live, between two requests; a model that
+        fails to load or does worse on validation than allowed is refused (409) and the live one stays."""
+        try:
+            await live.reload()
+        except RefusedModelError as exc:
+            raise HTTPException(409, f"model refused, the live one stays: {exc}") from None
+        return {"status": "live", "model": live.state()}
 
     @app.get("/health/live", response_model=Ready)
-    async def live() -> dict:
+    async def alive() -> dict:
         """The process answers."""
         return {"status": "ok"}
 
@@ -247,7 +277,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           threads: int | None = None, db: str | None = None, api_keys_file: str | None = None,
-          open_writes: bool = False, read_key: bool = False, log_format: str = "text") -> None:
+          open_writes: bool = False, read_key: bool = False, log_format: str = "text", watch_s: float | None = None,
+          max_drop: float = DEFAULT_MAX_DROP) -> None:
     import torch
     import uvicorn
 
@@ -260,7 +291,9 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
         raise Bert4RecError(f"--open-writes lets anyone write, so it listens on 127.0.0.1 only, not {host}")
     if threads:
         torch.set_num_threads(threads)  # the model's share of the cores; the event loop needs the rest
-    app = create_app(Recommender.load(model_dir, device), store=store, keys=keys)
+    if watch_s is not None and not watch_s > 0:
+        raise Bert4RecError(f"--watch takes the seconds between looks, above 0 (not {watch_s})")
+    app = create_app(LiveModel.load(model_dir, device, max_drop), store=store, keys=keys, watch_s=watch_s)
     configure_access_log(log_format)
     gc.freeze()  # the loaded model and catalogue never die: keep them out of every garbage collection
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # ours logs each request once

@@ -73,6 +73,7 @@ class Batcher:
 
 @dataclass
 class ScoringJob:
+    recommender: Recommender  # the model live when the request arrived: a swap never changes a request's model
     rows: np.ndarray  # catalogue rows of the history, oldest first
     types: np.ndarray | None  # packed token types of the history
     k: int
@@ -81,23 +82,26 @@ class ScoringJob:
 
 
 class MicroBatcher(Batcher):
-    """Scores queued histories together: one forward pass of the model for the whole batch."""
+    """Scores queued histories together: one forward pass of each model for the jobs asking it (one model, except
+    for the moment a swap is under way)."""
 
-    def __init__(self, recommender: Recommender, max_batch: int = 64, on_batch: Callable[[int], None] | None = None):
+    def __init__(self, max_batch: int = 64, on_batch: Callable[[int], None] | None = None):
         super().__init__(self._score, max_batch, "model", on_batch)
-        self.recommender = recommender
 
-    async def recommend(self, rows: np.ndarray, types: np.ndarray | None, k: int, filters: Filters,
-                        explain: bool):
-        return await self.submit(ScoringJob(rows, types, k, filters, explain))
+    async def recommend(self, recommender: Recommender, rows: np.ndarray, types: np.ndarray | None, k: int,
+                        filters: Filters, explain: bool):
+        return await self.submit(ScoringJob(recommender, rows, types, k, filters, explain))
 
     def _score(self, jobs: Sequence[ScoringJob]) -> list:
-        scores = self.recommender.score_histories([job.rows for job in jobs], [job.types for job in jobs],
-                                                  [job.filters.liked for job in jobs])
-        results = []
-        for job, row in zip(jobs, scores, strict=True):
-            try:
-                results.append(self.recommender.select(row, job.rows, job.k, job.filters, job.explain))
-            except Bert4RecError as exc:
-                results.append(exc)
+        results: list = [None] * len(jobs)
+        for recommender in {id(job.recommender): job.recommender for job in jobs}.values():
+            mine = [i for i, job in enumerate(jobs) if job.recommender is recommender]
+            scores = recommender.score_histories([jobs[i].rows for i in mine], [jobs[i].types for i in mine],
+                                                 [jobs[i].filters.liked for i in mine])
+            for i, row in zip(mine, scores, strict=True):
+                job = jobs[i]
+                try:
+                    results[i] = recommender.select(row, job.rows, job.k, job.filters, job.explain)
+                except Bert4RecError as exc:
+                    results[i] = exc
         return results

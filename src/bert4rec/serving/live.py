@@ -43,6 +43,7 @@ from bert4rec.serving.schemas import (
     StoredEvent,
     UserIdPath,
 )
+from bert4rec.serving.swap import LiveModel
 from bert4rec.store import Event, EventStore, History, MovieRecord
 
 HISTORY_LIMIT = MAX_HISTORY  # the newest events read per user: the model reads fewer, seen-exclusion uses them all
@@ -80,7 +81,10 @@ class AddedMovies:
                                "genres": pd.Series([m.genres for m in records], dtype="string")})
         return Catalog(movies, np.zeros(len(movies)))
 
-    def refresh(self) -> None:
+    def refresh(self, known: pd.Index | None = None) -> None:
+        """Read the added movies again; ``known``: the movies a newly live model knows, no longer 'added'."""
+        if known is not None:
+            self.known = known
         self.catalog = self._load()
 
     def describe(self, movie_id: int) -> dict | None:
@@ -99,7 +103,7 @@ def model_history(recommender: Recommender, history: History) -> tuple[np.ndarra
     return rows, types
 
 
-def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatcher, store: EventStore, keys: Keys,
+def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store: EventStore, keys: Keys,
                     metrics: Metrics, max_batch: int) -> AddedMovies:
     """The store's routes, and user recommendations read from it. Returns the added-movies catalogue."""
     reader = HistoryReader(store, max_batch, metrics.batch_size.labels("store").observe)
@@ -107,7 +111,8 @@ def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatche
     # disk for all, on one thread, so concurrent writers never queue on the database's lock.
     writer = Batcher(store.add_event_batches, max_batch, "writes", metrics.batch_size.labels("writes").observe)
     app.state.history_reader, app.state.event_writer = reader, writer
-    added = AddedMovies(store, recommender.catalog.row_of_id.index)
+    added = AddedMovies(store, live.recommender.catalog.row_of_id.index)
+    live.on_swap.append(lambda recommender: added.refresh(recommender.catalog.row_of_id.index))
 
     async def may_write(request: Request) -> None:
         keys.check(request, write=True)
@@ -145,7 +150,7 @@ def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatche
     @app.post("/movies", response_model=Movie, status_code=201, dependencies=writes, responses=errors)
     async def add_movie(movie: NewMovie) -> dict:
         """Add a movie: stored at once and findable by /movies?q=; recommendable once the model is retrained."""
-        if movie.movieId in recommender.catalog.row_of_id.index:
+        if movie.movieId in live.recommender.catalog.row_of_id.index:
             raise HTTPException(409, f"movie id {movie.movieId} is already in the catalogue")
         record = MovieRecord(movie.movieId, movie.title.strip(), _year(movie.title),
                              "|".join(movie.genres) or NO_GENRES)
@@ -157,13 +162,14 @@ def add_live_routes(app: FastAPI, recommender: Recommender, batcher: MicroBatche
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
     async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> dict:
         """Recommendations from the user's stored events, read now (the latest event counts)."""
+        recommender = live.recommender  # kept to the end, even if a swap comes between
         filters = Filters(liked=liked)
         recommender.check_request(k, filters)
         stored = await reader.history(userId)
         rows, types = model_history(recommender, stored) if stored is not None else (np.empty(0, np.int64), None)
         if len(rows) == 0:
             return recommender.recommend_rows(rows, k, filters).to_dict()  # popularity, flagged
-        return (await batcher.recommend(rows, types, k, filters, True)).to_dict()
+        return (await batcher.recommend(recommender, rows, types, k, filters, True)).to_dict()
 
     return added
 

@@ -82,6 +82,20 @@ class RecommendationResponse(BaseModel):
     fallback: str | None = Field(None, description="'popularity' when no known movie was in the history.")
 
 
+class ModelState(BaseModel):
+    folder: str | None = Field(description="The model folder (a symlink resolved) the live model was loaded from.")
+    version: str = Field(description="The start of its weights' SHA-256.")
+    trainedAt: str | None = Field(None, description="When its weights were written (UTC).")
+    validNdcg10: float | None = Field(None, description="The validation NDCG@10 recorded in its folder.")
+    loadedAt: str = Field(description="When it went live (UTC).")
+
+
+class Refusal(BaseModel):
+    at: str
+    folder: str
+    reason: str
+
+
 class Health(BaseModel):
     status: str
     movies: int
@@ -89,6 +103,13 @@ class Health(BaseModel):
     rating_aware: bool = Field(description="Whether the model reads ratings and honours 'liked'.")
     time_aware: bool = Field(description="Whether the model reads the time between a known user's interactions.")
     store: str | None = Field(None, description="The event store recommendations read histories from, if any.")
+    model: ModelState = Field(description="The live model.")
+    refused: Refusal | None = Field(None, description="The last model refused since the live one went live.")
+
+
+class Reloaded(BaseModel):
+    status: str = Field(description="'live': the reloaded model answers the next requests.")
+    model: ModelState
 
 
 MAX_EVENTS = 10_000  # events in one POST /events
