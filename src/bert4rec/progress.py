@@ -8,6 +8,10 @@ from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
+# No monitor thread: tqdm's would wake every few seconds holding its lock, and a process forked at that moment (a
+# data-loader worker, a test runner's child) would wait for that lock forever.
+tqdm.monitor_interval = 0
+
 
 def interactive() -> bool:
     """Whether progress goes somewhere that redraws a bar in place: a terminal, or a Jupyter notebook's output."""
