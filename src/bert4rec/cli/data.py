@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -91,12 +89,16 @@ def prepare_command(
     if is_store(data):
         if engine == Engine.memory:
             raise Bert4RecError(f"{data}: an event store is read out of core; leave --engine at auto or duckdb")
-        with exported_store(data, progress=not quiet) as (folder, source):
-            stats = _prepare_out_of_core(folder, out, params, Columns(), memory_limit, temp_dir, quiet, source)
+        from bert4rec.store import prepare_from_store
+
+        stats = prepare_from_store(data, out, params, memory_limit, temp_dir, progress=not quiet)
     elif engine == Engine.duckdb or (engine == Engine.auto and partitioned):
         if not partitioned:
             raise Bert4RecError(f"{data}: --engine duckdb reads a folder of parquet files (a partitioned dataset)")
-        stats = _prepare_out_of_core(Path(data), out, params, columns, memory_limit, temp_dir, quiet, data)
+        from bert4rec.data.outofcore import prepare_partitioned
+
+        stats = prepare_partitioned(Path(data), out, params, columns, memory_limit, temp_dir=temp_dir,
+                                    progress=not quiet)
     else:
         dataset = preprocess.prepare(movielens.load(data, columns), params)
         preprocess.save_prepared(dataset, out)
@@ -108,35 +110,9 @@ def prepare_command(
         console.print(f"written to {out}")
 
 
-def _prepare_out_of_core(folder: Path, out: Path, params: PrepareParams, columns: Columns, memory_limit: str,
-                         temp_dir: Path | None, quiet: bool, source: str) -> dict:
-    from bert4rec.data.outofcore import prepare_partitioned
-
-    return prepare_partitioned(folder, out, params, columns, memory_limit, temp_dir=temp_dir, progress=not quiet,
-                               source=source)
-
-
 def is_store(data: str) -> bool:
     """Whether ``--data`` names an event store (a database URL) rather than a file, folder or release."""
     return "://" in data
-
-
-@contextlib.contextmanager
-def exported_store(url: str, progress: bool = True) -> Iterator[tuple[Path, str]]:
-    """The store's events and movies as one snapshot, in a temporary folder of the layout ``prepare`` reads
-    (ratings.parquet + movies.parquet), streamed out of the database and removed afterwards; and the store's name
-    as it may be printed (no password)."""
-    from bert4rec.store import EventStore
-    from bert4rec.store.database import database_url, describe
-    from bert4rec.store.transfer import export_dataset
-
-    store = EventStore.open(url)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bert4rec-store-") as tmp:
-            export_dataset(store, Path(tmp) / "events", progress=progress)
-            yield Path(tmp) / "events", describe(database_url(url))
-    finally:
-        store.close()
 
 
 def load_dataset(data: str, progress: bool = False):
@@ -145,11 +121,11 @@ def load_dataset(data: str, progress: bool = False):
     from bert4rec.data import movielens, preprocess
 
     if is_store(data):
-        from bert4rec.data.outofcore import prepare_partitioned
+        from bert4rec.store import prepare_from_store
 
-        with exported_store(data, progress) as (folder, source):
-            prepare_partitioned(folder, folder.parent / "prepared", progress=progress, source=source)
-            return preprocess.load_prepared(folder.parent / "prepared")
+        with tempfile.TemporaryDirectory(prefix="bert4rec-prepared-") as tmp:
+            prepare_from_store(data, Path(tmp) / "prepared", progress=progress)
+            return preprocess.load_prepared(Path(tmp) / "prepared")
     if preprocess.is_prepared_dir(Path(data)):
         return preprocess.load_prepared(Path(data))
     return preprocess.prepare(movielens.load(data))

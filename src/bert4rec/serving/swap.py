@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -25,14 +24,14 @@ from typing import TYPE_CHECKING
 from starlette.concurrency import run_in_threadpool
 
 from bert4rec.errors import Bert4RecError
-from bert4rec.files import HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, recorded_digest
+from bert4rec.evaluation.promotion import DEFAULT_MAX_DROP, recorded_validation, refusal
+from bert4rec.files import WEIGHTS_FILE, recorded_digest
 
 if TYPE_CHECKING:  # the CLI reads this module's defaults without loading PyTorch
     import torch
 
     from bert4rec.serving.recommender import Recommender
 
-DEFAULT_MAX_DROP = 0.02  # the share of the live model's validation NDCG@10 a new model may lose and still go live
 log = logging.getLogger("bert4rec.serving")
 
 
@@ -63,22 +62,6 @@ def model_info(folder: Path) -> ModelInfo:
     version = digest[:12] if digest else f"{weights.st_size}-{weights.st_mtime_ns}"
     trained = dt.datetime.fromtimestamp(weights.st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
     return ModelInfo(str(real), version, trained, recorded_validation(real))
-
-
-def recorded_validation(folder: Path) -> float | None:
-    """Validation NDCG@10 as `bert4rec evaluate --split valid` recorded it, else the best of training's validations
-    (the weights saved are the best by it)."""
-    try:
-        return float(json.loads((folder / METRICS_FILE).read_text())["valid"]["full"]["NDCG@10"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        lines = (folder / HISTORY_FILE).read_text().splitlines()
-        found = [json.loads(line).get("valid_NDCG@10") for line in lines if line.strip()]
-    except (OSError, ValueError, AttributeError):
-        return None
-    found = [float(value) for value in found if isinstance(value, int | float)]
-    return max(found) if found else None
 
 
 class LiveModel:
@@ -144,15 +127,9 @@ class LiveModel:
             return info
 
     def _check(self, candidate: ModelInfo) -> None:
-        live = self.info.valid_ndcg10 if self.info is not None else None
-        if live is None or self.max_drop >= 1:
-            return
-        if candidate.valid_ndcg10 is None:
-            raise RefusedModelError(f"{candidate.folder}: no validation result recorded, and the live model's is "
-                                    f"{live:.4f}; run `bert4rec evaluate --split valid` on it first")
-        if candidate.valid_ndcg10 < live * (1 - self.max_drop):
-            raise RefusedModelError(f"{candidate.folder}: validation NDCG@10 {candidate.valid_ndcg10:.4f} is more "
-                                    f"than {self.max_drop:.0%} below the live model's {live:.4f}")
+        reason = refusal(Path(candidate.folder), Path(self.info.folder) if self.info else None, self.max_drop)
+        if reason is not None:
+            raise RefusedModelError(reason)
 
     def state(self) -> dict:
         described = self.info.to_dict() if self.info is not None else {"folder": None, "version": "in memory"}

@@ -3,7 +3,7 @@ recommendations follow what users do (``bert4rec serve --db``) and for exporting
 
 from bert4rec.store.database import DB_ENV, connect, database_url, migrate
 from bert4rec.store.events import Event, EventStore, History, MovieRecord, Written
-from bert4rec.store.transfer import Transferred, export_dataset, import_dataset
+from bert4rec.store.transfer import Transferred, export_dataset, import_dataset, prepare_from_store
 
 __all__ = ["DB_ENV", "Event", "EventStore", "History", "MovieRecord", "Transferred", "Written", "connect",
-           "database_url", "export_dataset", "import_dataset", "migrate"]
+           "database_url", "export_dataset", "import_dataset", "migrate", "prepare_from_store"]

@@ -1,11 +1,13 @@
 """Bulk moves between the store and files: ``import_dataset`` loads any dataset ``prepare`` reads (PostgreSQL
 through COPY), ``export_dataset`` writes the ratings/movies parquet layout that ``prepare`` and ``train`` read,
-streamed, so neither holds more than a chunk of events at a time beyond what the reader itself needs.
+streamed, so neither holds more than a chunk of events at a time beyond what the reader itself needs, and
+``prepare_from_store`` prepares the store's events as they are now, out of core.
 """
 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,10 +20,12 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, func, select
 
 from bert4rec.data.movielens import RawDataset, placeholder_movies
+from bert4rec.data.outofcore import prepare_partitioned
+from bert4rec.data.settings import DEFAULT_MEMORY_LIMIT, PrepareParams
 from bert4rec.errors import StoreError
 from bert4rec.files import write_dir_atomically
 from bert4rec.progress import bar
-from bert4rec.store.database import unavailable_as_store_error
+from bert4rec.store.database import database_url, describe, unavailable_as_store_error
 from bert4rec.store.events import EventStore
 from bert4rec.store.schema import events, movies, users
 
@@ -141,3 +145,19 @@ def _write_ratings(connection: Connection, path: Path, progress: bool) -> int:
             writer.write_table(pa.Table.from_arrays(columns, schema=RATINGS_SCHEMA))
             shown.update(len(part))
     return total
+
+
+def prepare_from_store(url: str, out: Path, params: PrepareParams | None = None,
+                       memory_limit: str = DEFAULT_MEMORY_LIMIT, temp_dir: Path | None = None,
+                       progress: bool = True) -> dict:
+    """Prepare the events of the store at ``url`` as they are now (one snapshot; erased users gone) into ``out``,
+    as ``prepare`` does any dataset: streamed out into a temporary parquet file, then prepared out of core, so a
+    large table never sits whole in memory. Returns the dataset's stats."""
+    store = EventStore.open(url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bert4rec-store-", dir=temp_dir) as tmp:
+            export_dataset(store, Path(tmp) / "events", progress=progress)
+            return prepare_partitioned(Path(tmp) / "events", out, params, memory_limit=memory_limit,
+                                       temp_dir=temp_dir, progress=progress, source=describe(database_url(url)))
+    finally:
+        store.close()

@@ -12,6 +12,7 @@ from bert4rec.evaluation.splits import HOLDOUT_ITEMS
 PRECISIONS = ("auto", "bf16", "fp32")
 LOSSES = ("full", "sampled")  # see model.losses: the exact softmax, or SampledSoftmax
 EMA_HORIZON = 0.05  # by default the moving average of the weights spans about this share of all training steps
+RETRAIN_MIN_EVENTS = 1000  # `bert4rec retrain` trains nothing on fewer events (after filtering) than this
 
 
 @dataclass
