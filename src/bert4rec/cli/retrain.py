@@ -30,6 +30,9 @@ def retrain_command(
     = DEFAULT_MAX_DROP,
     min_events: Annotated[int, typer.Option(
         help="Train nothing while the store holds fewer events than this (after filtering).")] = RETRAIN_MIN_EVENTS,
+    warm: Annotated[bool, typer.Option(
+        help="Start each round from the live model (a warm start: `train --init-from`), for a short schedule: give "
+             "--epochs too.")] = False,
     every: Annotated[str | None, typer.Option(
         help="Run a round every period (90s, 30m, 24h, 7d) until interrupted; a failed round is logged and the "
              "next one still runs. Default: one round.")] = None,
@@ -49,8 +52,7 @@ def retrain_command(
 
     while True:
         try:
-            done = retrain(db, models, recipe, overrides, max_drop, min_events,
-                           progress=not quiet, log=log)
+            done = retrain(db, models, recipe, overrides, max_drop, min_events, warm, progress=not quiet, log=log)
             figure = f"{done.valid_ndcg10:.4f}" if done.valid_ndcg10 is not None else "none recorded"
             log(f"round done in {done.minutes:.1f} min: {done.events:,} events, validation NDCG@10 {figure}, "
                 f"{'promoted' if done.promoted else 'not promoted'}")

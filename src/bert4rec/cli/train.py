@@ -24,7 +24,7 @@ MODEL_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "heads": 
                  "time_aware": "time_aware"}
 TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "mask_prob", "last_item_fraction", "valid_every", "patience",
                     "max_minutes", "device", "precision", "loss", "negatives", "exclude_seen", "ema_decay", "holdout",
-                    "shift_windows", "seed")
+                    "shift_windows", "seed", "init_from")
 
 
 def _default(config: type, name: str):
@@ -106,6 +106,10 @@ def train_command(
              "picks the kept epoch); test: only the test item, a final fit with settings validated runs chose "
              "(no validation, the last epoch kept; `evaluate --split test` still fair); none: nothing, a model "
              "to serve (not to evaluate).", rich_help_panel=TRAINING)] = training_default("holdout"),
+    init_from: Annotated[str | None, typer.Option(
+        help="Start from this trained model folder instead of random weights (a warm start): movies it knew keep "
+             "their weights, new ones start from the movies sharing their genres. Same model settings needed.",
+        rich_help_panel=TRAINING)] = training_default("init_from"),
     valid_every: Annotated[int, typer.Option(help="Validate every N epochs (and on the last).",
                                              rich_help_panel=TRAINING)] = training_default("valid_every"),
     patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement (0: never).",
@@ -142,6 +146,10 @@ def train_command(
         given = {name for name in ctx.params if _given(ctx, name)}
         model_overrides = {MODEL_OPTIONS[name]: ctx.params[name] for name in given & set(MODEL_OPTIONS)}
         training_overrides = {name: ctx.params[name] for name in given & set(TRAINING_OPTIONS)}
+        if init_from is not None:  # the model keeps the shape of the one it starts from, unless told otherwise
+            from bert4rec.training.warm_start import shape_of
+
+            model_overrides = shape_of(Path(init_from)) | model_overrides
         dataset = load_dataset(data, progress=not quiet)
         model_config, config = chosen.build(dataset.vocab.num_items, model_overrides, training_overrides)
         provenance = chosen.provenance(model_overrides, training_overrides) if recipe else None

@@ -40,6 +40,7 @@ class TrainConfig:
     ema_decay: float | None = None
     holdout: str = "valid"  # see HOLDOUT_ITEMS
     shift_windows: bool = True  # move every window but each user's most recent by a random amount each epoch
+    init_from: str | None = None  # a trained model folder to start from instead of random weights (warm_start.py)
 
     def __post_init__(self) -> None:
         if self.patience == 0:

@@ -50,6 +50,7 @@ from bert4rec.training.checkpoints import TrainState, load_checkpoint, save_chec
 from bert4rec.training.config import EMA_HORIZON, TrainConfig
 from bert4rec.training.curves import plot_curves
 from bert4rec.training.distributed import Dist
+from bert4rec.training.warm_start import warm_start
 from bert4rec.training.windows import TrainingWindows, crop, length_bucketed_batches, random_batches
 
 
@@ -236,7 +237,10 @@ def _build(dataset: PreparedDataset, model_config: Bert4RecConfig, config: Train
     dist = distributed.from_environment()
     device = distributed.start(dist, pick_device(config.device))
     torch.manual_seed(config.seed)  # the initial weights, identical on every rank
-    model = Bert4Rec(model_config).to(device)
+    model = Bert4Rec(model_config)
+    if config.init_from is not None:
+        warm_start(model, Path(config.init_from), dataset)
+    model = model.to(device)
     data = TrainingWindows(dataset, model_config.max_len, model_config.reads_types, config.holdout,
                            config.shift_windows)
     loss_fn = (SampledSoftmax(data.item_counts(dataset.vocab.num_items), config.negatives)

@@ -25,6 +25,7 @@ from bert4rec.store import prepare_from_store
 from bert4rec.training.config import RETRAIN_MIN_EVENTS
 from bert4rec.training.loop import fit
 from bert4rec.training.recipe import Recipe, load_recipe
+from bert4rec.training.warm_start import shape_of
 
 CURRENT = "current"  # the symlink to the live model's folder
 LOCK_FILE = ".retrain.lock"
@@ -41,11 +42,11 @@ class Round:
 
 
 def retrain(db: str, models: Path, recipe: str | None = None, overrides: dict | None = None,
-            max_drop: float = DEFAULT_MAX_DROP, min_events: int = RETRAIN_MIN_EVENTS, progress: bool = True,
-            log: Callable[[str], None] = print) -> Round:
-    """One round: prepare the store's events, train a model into a new folder of ``models``, and promote it unless
-    it does worse on validation than ``max_drop`` allows. ``overrides`` are training settings (``TrainConfig``
-    fields) given over the recipe."""
+            max_drop: float = DEFAULT_MAX_DROP, min_events: int = RETRAIN_MIN_EVENTS, warm: bool = False,
+            progress: bool = True, log: Callable[[str], None] = print) -> Round:
+    """One round: prepare the store's events, train a model into a new folder of ``models`` (with ``warm``, starting
+    from the live model, if there is one), and promote it unless it does worse on validation than ``max_drop``
+    allows. ``overrides`` are training settings (``TrainConfig`` fields) given over the recipe."""
     models = Path(models)
     started = time.monotonic()
     with exclusive(models):
@@ -58,11 +59,14 @@ def retrain(db: str, models: Path, recipe: str | None = None, overrides: dict | 
                                     f"{min_events:,} a round needs (--min-events); the live model stays")
             dataset = load_prepared(Path(tmp) / "dataset")
         chosen = load_recipe(recipe) if recipe else Recipe("defaults")
-        model_config, config = chosen.build(dataset.vocab.num_items, None, overrides)
+        live, shape = models / CURRENT, None
+        if warm and live.exists():
+            overrides, shape = (overrides or {}) | {"init_from": str(live.resolve())}, shape_of(live)
+            log(f"starting from the live model, {live.resolve().name}")
+        model_config, config = chosen.build(dataset.vocab.num_items, shape, overrides)
         log(f"training on {stats['num_interactions']:,} events of {stats['num_users']:,} users into {folder}")
         fit(dataset, folder, model_config, config, progress=progress,
             recipe=chosen.provenance({}, overrides or {}) if recipe else None)
-        live = models / CURRENT
         reason = refusal(folder, live if live.exists() else None, max_drop)
         if reason is None:
             point(live, folder)
