@@ -58,8 +58,10 @@ def test_a_round_promotes_its_model_and_a_worse_one_is_refused(store_url, recipe
     second = retrain(store_url, models, recipe, progress=False, log=lambda _: None)
     assert not second.promoted and "below the live model's 0.9900" in second.reason
     assert (models / CURRENT).resolve() == first.folder.resolve() and second.folder.is_dir()
-    third = retrain(store_url, models, recipe, max_drop=1.0, progress=False, log=lambda _: None)
+    third = retrain(store_url, models, recipe, max_drop=1.0, warm=True, progress=False, log=lambda _: None)
     assert third.promoted and (models / CURRENT).resolve() == third.folder.resolve()
+    began = json.loads((third.folder / "train_config.json").read_text())["init_from"]
+    assert began == str(first.folder.resolve())  # a warm start from the live model
 
 
 def test_a_second_retrain_at_once_is_refused_and_changes_nothing(store_url, recipe, tmp_path):
