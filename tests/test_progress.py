@@ -1,7 +1,7 @@
 import os
 import threading
 
-from bert4rec.progress import bar
+from bert4rec.progress import bar, tqdm
 
 
 def test_bars_start_no_thread_a_fork_could_inherit_mid_lock():
@@ -16,3 +16,14 @@ def test_bars_start_no_thread_a_fork_could_inherit_mid_lock():
             list(shown)
         os._exit(0)
     assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_a_process_that_dies_holding_the_bars_lock_blocks_no_other():
+    pid = os.fork()
+    if pid == 0:
+        tqdm.get_lock().acquire()
+        os._exit(0)  # never released
+    assert os.waitpid(pid, 0)[1] == 0
+    lock = tqdm.get_lock()
+    assert lock.acquire(timeout=5)
+    lock.release()

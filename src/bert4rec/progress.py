@@ -4,12 +4,16 @@ as thousands of carriage returns) nothing but the plain lines that mark finished
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
-# No monitor thread: tqdm's would wake every few seconds holding its lock, and a process forked at that moment (a
-# data-loader worker, a test runner's child) would wait for that lock forever.
+# Bars must never stall a forked process (a data-loader worker, a test runner's child). tqdm's default lock is shared
+# across processes, so one that dies holding it blocks every other process's next bar for ever; a thread lock is
+# each process's own. And no monitor thread: it wakes every few seconds holding the lock, and a process forked at
+# that moment would wait for a lock no thread of its own will release.
+tqdm.set_lock(threading.RLock())
 tqdm.monitor_interval = 0
 
 

@@ -28,7 +28,7 @@ def test_health_and_docs(client):
     health = client.get("/health").json()
     assert health.pop("model")["version"] == "in memory"  # built from a Recommender, not loaded from a folder
     assert health == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False, "time_aware": False,
-                      "store": None, "refused": None}
+                      "store": None, "refused": None, "watchS": None}
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/health", "/movies", "/movies/{movieId}", "/recommendations", "/users/{userId}/recommendations"} <= set(
@@ -135,8 +135,8 @@ def test_malformed_bodies(client):
     assert client.post("/recommendations", content=b"history=1",
                        headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 422
     huge = b'{"history": [' + b'{"movieId": 1},' * 200_000 + b'{"movieId": 1}]}'
-    assert client.post("/recommendations", content=huge,
-                       headers={"Content-Type": "application/json"}).status_code == 413
+    refused = client.post("/recommendations", content=huge, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 413 and refused.json() == {"detail": "request body over 2,097,152 bytes"}
 
 
 def test_a_chunked_body_without_content_length_is_cut_off_at_the_limit(client):

@@ -194,7 +194,8 @@ def test_a_server_with_a_store_refuses_to_start_without_keys_unless_open_on_loop
     monkeypatch.delenv("BERT4REC_API_KEYS", raising=False)
     started = []
     monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: started.append(host))
-    with pytest.raises(Bert4RecError, match="takes writes: give API keys"):
+    with pytest.raises(Bert4RecError, match=r"takes writes: give API keys \(BERT4REC_API_KEYS or --api-keys-file\), "
+                                            r"or --open-writes to try it on this machine only$"):
         app_module.serve(str(untrained_model_dir), db=store_url)
     with pytest.raises(Bert4RecError, match=r"listens on 127\.0\.0\.1 only, not 0\.0\.0\.0"):
         app_module.serve(str(untrained_model_dir), host="0.0.0.0", db=store_url, open_writes=True)

@@ -206,3 +206,20 @@ def test_one_batch_scores_each_request_with_the_model_it_started_with(folders):
     for model, result in zip((old, new, old, new), results, strict=True):
         direct = model.recommend_rows(rows, 5, Filters()).items
         assert [m["movieId"] for m in result.items] == [m["movieId"] for m in direct]
+
+
+def test_serve_hands_uvicorn_an_app_that_watches_refuses_and_guards_reads_as_asked(untrained_model_dir, monkeypatch):
+    from bert4rec.errors import Bert4RecError
+    from bert4rec.serving import app as app_module
+
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: started.append(app))
+    monkeypatch.setenv("BERT4REC_API_KEYS", WRITER)
+    app_module.serve(str(untrained_model_dir), watch_s=0.5, max_drop=0.1, read_key=True)
+    assert started[-1].state.live.max_drop == 0.1
+    with TestClient(started[-1]) as client:
+        assert client.get("/health").json()["watchS"] == 0.5
+        assert client.get("/movies").status_code == 401  # --read-key: reads need a key
+    for bad in (0, -1.5):
+        with pytest.raises(Bert4RecError, match=rf"--watch takes the seconds between looks, above 0 \(not {bad}\)"):
+            app_module.serve(str(untrained_model_dir), watch_s=bad)

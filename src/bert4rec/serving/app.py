@@ -131,7 +131,7 @@ def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: Event
         added = add_live_routes(app, live, batcher, store, keys, metrics, max_batch)
     _add_catalogue_routes(app, live, added)
     _add_recommendation_routes(app, live, batcher, user_route=store is None)
-    _add_operator_routes(app, live, store, metrics, keys)
+    _add_operator_routes(app, live, store, metrics, keys, watch_s)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -230,15 +230,15 @@ def _add_recommendation_routes(app: FastAPI, live: LiveModel, batcher: MicroBatc
         return (await batcher.recommend(recommender, rows, types, k, filters, True)).to_dict()
 
 
-def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None, metrics: Metrics,
-                         keys: Keys) -> None:
+def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None, metrics: Metrics, keys: Keys,
+                         watch_s: float | None) -> None:
     @app.get("/health", response_model=Health)
     async def health() -> Health:
         recommender = live.recommender
         return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index),
                       rating_aware=recommender.model.config.rating_aware,
                       time_aware=recommender.model.config.time_aware, store=store.name if store else None,
-                      model=live.state(), refused=live.refusal)
+                      model=live.state(), refused=live.refusal, watchS=watch_s)
 
     async def may_administer(request: Request) -> None:
         keys.check_admin(request)

@@ -105,6 +105,8 @@ class Health(BaseModel):
     store: str | None = Field(None, description="The event store recommendations read histories from, if any.")
     model: ModelState = Field(description="The live model.")
     refused: Refusal | None = Field(None, description="The last model refused since the live one went live.")
+    watchS: float | None = Field(None, description="Seconds between looks at the model folder for a new model "
+                                                   "(--watch); None: reloads only when asked.")
 
 
 class Reloaded(BaseModel):
