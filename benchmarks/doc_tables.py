@@ -105,6 +105,39 @@ def serve_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def swap_table() -> str:
+    """benchmarks/serve.py --swap: latency and errors while the model is replaced, per run."""
+    report = result("serve-swap")
+    rows = ["| run | requests | errors | swaps (reload seconds) | p50 | p99 | slowest | slowest during a swap |",
+            "|---|---|---|---|---|---|---|---|"]
+    for number, run in enumerate(report["runs"], start=1):
+        reloads = ", ".join(f"{s:.1f}" for s in run["reload_s"])
+        rows.append(f"| {number} | {run['requests']:,} | {run['errors']} | {run['swaps']} ({reloads}) | "
+                    f"{run['p50_ms']:.1f} ms | {run['p99_ms']:.1f} ms | {run['max_ms']:.1f} ms | "
+                    f"{run['max_during_swap_ms']:.1f} ms |")
+    return "\n".join(rows) + "\n"
+
+
+def events_table() -> str:
+    """benchmarks/events.py: each phase on each database, the median of the repeats, with their range."""
+    report = result("events")
+    phases = {"batched": (f"POST /events, 1,000 events a request, {report['batch_clients']} clients", "events",
+                          "events_per_s"),
+              "single": ("POST /events, one event a request, 16 clients", "events", "events_per_s"),
+              "recommend_with_writer": (f"GET /users/{{id}}/recommendations, 16 clients, a writer adding "
+                                        f"{report['writer_rate']:,.0f} events / s", "requests", "requests_per_s"),
+              "recommend_alone": ("the same without the writer", "requests", "requests_per_s")}
+    rows = ["| database | what | rate | p50 | p99 | errors |", "|---|---|---|---|---|---|"]
+    for backend, measured in report["backends"].items():
+        for phase, (what, unit, figure) in phases.items():
+            got = measured[phase]
+            requests = sum(run["requests"] for run in got["runs"])
+            rows.append(f"| {backend} | {what} | {spread(got[figure], 0)} {unit} / s | "
+                        f"{spread(got['p50_ms'], 1, ' ms')} | {spread(got['p99_ms'], 1, ' ms')} | "
+                        f"{got['errors']} / {requests:,} |")
+    return "\n".join(rows) + "\n"
+
+
 def result(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.json").read_text())
 
@@ -301,6 +334,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "ml100k": lambda: runs_table("ml100k", named("ml100k-*")),
     "mllatestsmall": lambda: runs_table("mllatestsmall", named("mllatestsmall-*")),
     "serve": serve_table,
+    "events": events_table,
+    "serve-swap": swap_table,
     "speed": speed_table,
     "speed-guard": speed_guard_table,
     "inference": inference_table,

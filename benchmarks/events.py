@@ -36,7 +36,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 from repeats import summarize
-from serve import free_port, wait_healthy
+from serve import running_server
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -180,31 +180,24 @@ def run_backend(backend: str, args, folder: Path) -> dict:
     url_db, pg = prepare_store(backend, args.model_dir, folder)
     table = pd.read_parquet(args.model_dir / "dataset" / "interactions.parquet", columns=["user_id", "item_id"])
     users, movies = table["user_id"].unique(), table["item_id"].unique()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "bert4rec.cli", "serve", str(args.model_dir), "--port",
-                               str(port), "--threads", str(args.threads), "--db", url_db],
-                              env=os.environ | {"BERT4REC_API_KEYS": KEY}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
     phases = {"batched": [], "single": [], "recommend_with_writer": [], "recommend_alone": []}
     try:
-        wait_healthy(url, server)
-        for repeat in range(args.repeats):
-            rows = {
-                "batched": asyncio.run(batched_ingest(url, movies, args.batch_clients, args.batches, repeat)),
-                "single": asyncio.run(single_events(url, movies, 16, args.singles, repeat)),
-                "recommend_with_writer": asyncio.run(recommendations(url, users, movies, 16, args.requests,
-                                                                     args.writer_rate, repeat)),
-                "recommend_alone": asyncio.run(recommendations(url, users, movies, 16, args.requests, 0, repeat)),
-            }
-            for name, row in rows.items():
-                phases[name].append(row)
-                rate = row.get("events_per_s", row.get("requests_per_s"))
-                print(f"{backend:10s} {name:22s} {rate:9.1f}/s  p50 {row['p50_ms']:6.1f} ms  p99 "
-                      f"{row['p99_ms']:6.1f} ms  errors {row['errors']}/{row['requests']}", flush=True)
+        with running_server(args.model_dir, args.threads, {"BERT4REC_API_KEYS": KEY}, ("--db", url_db)) as url:
+            for repeat in range(args.repeats):
+                rows = {
+                    "batched": asyncio.run(batched_ingest(url, movies, args.batch_clients, args.batches, repeat)),
+                    "single": asyncio.run(single_events(url, movies, 16, args.singles, repeat)),
+                    "recommend_with_writer": asyncio.run(recommendations(url, users, movies, 16, args.requests,
+                                                                         args.writer_rate, repeat)),
+                    "recommend_alone": asyncio.run(recommendations(url, users, movies, 16, args.requests, 0,
+                                                                   repeat)),
+                }
+                for name, row in rows.items():
+                    phases[name].append(row)
+                    rate = row.get("events_per_s", row.get("requests_per_s"))
+                    print(f"{backend:10s} {name:22s} {rate:9.1f}/s  p50 {row['p50_ms']:6.1f} ms  p99 "
+                          f"{row['p99_ms']:6.1f} ms  errors {row['errors']}/{row['requests']}", flush=True)
     finally:
-        server.terminate()
-        server.wait(10)
         if pg is not None:
             pg.stop()
     figures = {"batched": "events_per_s", "single": "events_per_s", "recommend_with_writer": "requests_per_s",

@@ -1,7 +1,9 @@
-"""Load test of `bert4rec serve` on 127.0.0.1: latency and throughput at 1, 16 and 64 concurrent clients.
+"""Load test of `bert4rec serve` on 127.0.0.1: latency and throughput at 1, 16 and 64 concurrent clients; or, with
+--swap, latency and errors while the model is replaced under load.
 
     .venv/bin/python benchmarks/serve.py MODEL_DIR [--clients 1 16 64] [--requests 3000] [--max-seconds 60]
         [--repeats 3]
+    .venv/bin/python benchmarks/serve.py MODEL_DIR --swap 3 [--clients 16] [--repeats 3]
 
 Starts the server in its own process on a free loopback port, then, per concurrency level, runs that many asyncio
 aiohttp clients which POST /recommendations with real histories (the most recent 50 movies of random users from the
@@ -10,19 +12,28 @@ turn (1, 16, 64, 1, 16, 64, ...), so that a host that slows down mid-run slows e
 latency, requests/s and errors of each run and their min / median / max per level, and writes
 benchmarks/results/serve.json. Target: p99 ≤ 50 ms at 16 clients with zero errors on an
 ML-1M model. Client and server share this machine's cores.
+
+--swap N serves a `current` symlink to one of two copies of MODEL_DIR and, while the clients recommend for
+--max-seconds, flips it to the other copy and calls POST /admin/reload N times, evenly spaced. Reports each run's
+errors, p50 / p99 / max latency, the slowest request that was under way during a swap, and how long each reload
+took; writes benchmarks/results/serve-swap.json. Target: zero errors and no request slower than 200 ms.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +43,8 @@ import pandas as pd
 from repeats import summarize
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results/serve.json"
+ADMIN_KEY = "benchmark-admin-key-" + "x" * 16
 
 
 def free_port() -> int:
@@ -81,6 +94,74 @@ async def level(url: str, clients: int, bodies: list[dict], max_requests: int, m
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
+async def swapping(url: str, clients: int, bodies: list[dict], seconds: float, swaps: int, flip) -> dict:
+    """Clients recommending for ``seconds`` while the model is swapped ``swaps`` times; each request's start and
+    end are kept, to find the ones a swap overlapped."""
+    spans: list[tuple[float, float, bool]] = []
+    reloads: list[tuple[float, float, int]] = []
+    stop = time.perf_counter() + seconds
+
+    async def client(http: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < stop:
+            body = bodies[len(spans) % len(bodies)]
+            started = time.perf_counter()
+            try:
+                async with http.post(f"{url}/recommendations", json=body) as response:
+                    ok = response.status == 200 and len((await response.json())["items"]) == body["k"]
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                ok = False
+            spans.append((started, time.perf_counter(), ok))
+
+    async def swapper(http: aiohttp.ClientSession) -> None:
+        for n in range(swaps):
+            await asyncio.sleep(max(0.0, stop - seconds + (n + 1) * seconds / (swaps + 1) - time.perf_counter()))
+            flip(n)
+            started = time.perf_counter()
+            async with http.post(f"{url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as reply:
+                await reply.read()
+            reloads.append((started, time.perf_counter(), reply.status))
+
+    connector = aiohttp.TCPConnector(limit=clients + 1)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+        await asyncio.gather(swapper(http), *(client(http) for _ in range(clients)))
+    ms = 1000 * np.array([end - start for start, end, _ in spans])
+    during = [1000 * (end - start) for start, end, _ in spans
+              if any(start < r_end and end > r_start for r_start, r_end, _ in reloads)]
+    return {"clients": clients, "requests": len(spans), "errors": sum(not ok for *_, ok in spans),
+            "swaps": len(reloads), "reload_statuses": [status for *_, status in reloads],
+            "reload_s": [end - start for start, end, _ in reloads], "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
+            "max_during_swap_ms": max(during, default=0.0), "requests_during_swaps": len(during)}
+
+
+def swap_benchmark(args, bodies: list[dict]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bert4rec-swap-") as folder:
+        copies = [Path(folder) / name for name in ("a", "b")]
+        for copy in copies:
+            shutil.copytree(args.model_dir, copy)
+        current = Path(folder) / "current"
+        current.symlink_to(copies[0])
+
+        def flip(n: int) -> None:
+            link = Path(folder) / "current.new"
+            link.symlink_to(copies[(n + 1) % 2])
+            os.replace(link, current)
+
+        with running_server(current, args.threads, {"BERT4REC_ADMIN_KEYS": ADMIN_KEY}) as url:
+            runs = []
+            for _ in range(args.repeats):
+                for clients in args.clients:
+                    flip(-1)  # back to the first copy, reloaded by the first swap's flip to the other
+                    row = asyncio.run(swapping(url, clients, bodies, args.max_seconds, args.swap, flip))
+                    runs.append(row)
+                    print(f"{clients:3d} clients, {row['swaps']} swaps: errors {row['errors']}/{row['requests']}  "
+                          f"p99 {row['p99_ms']:6.1f} ms  max {row['max_ms']:6.1f} ms  slowest during a swap "
+                          f"{row['max_during_swap_ms']:6.1f} ms  reloads {[round(s, 2) for s in row['reload_s']]} s",
+                          flush=True)
+    return {"swaps_per_run": args.swap, "seconds_per_run": args.max_seconds, "errors": sum(r["errors"] for r in runs),
+            **summarize(runs, ("p50_ms", "p99_ms", "max_ms", "max_during_swap_ms")), "runs": runs}
+
+
 def level_summary(clients: int, rows: list[dict]) -> dict:
     """One level's runs, and the min / median / max of each figure over them."""
     return {"clients": clients, "errors": sum(row["errors"] for row in rows),
@@ -101,27 +182,48 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> No
     sys.exit("server did not become healthy")
 
 
+@contextlib.contextmanager
+def running_server(model_dir: Path, threads: int, env: dict | None = None, options: tuple = ()) -> Iterator[str]:
+    """`bert4rec serve MODEL_DIR [options]` in its own process on a free loopback port, until the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "bert4rec.cli", "serve", str(model_dir), "--port", str(port),
+                               "--threads", str(threads), *options], env=os.environ | (env or {}),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--clients", type=int, nargs="+", help="concurrency levels (default 1 16 64; 16 with --swap)")
     parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
     parser.add_argument("--max-seconds", type=float, default=60, help="time cap per concurrency level")
     parser.add_argument("--history", type=int, default=50, help="movies per request history")
     parser.add_argument("--threads", type=int, default=1, help="model threads of the server (serve --threads)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of every level, taken in turn")
-    parser.add_argument("--out", type=Path, default=HERE / "results/serve.json")
+    parser.add_argument("--swap", type=int, default=0, help="swap the model this many times in each run")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    args.clients = args.clients or ([16] if args.swap else [1, 16, 64])
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     bodies = [{"history": [{"movieId": m} for m in h], "k": 10}
               for h in histories(args.model_dir, 500, args.history)]
-    server = subprocess.Popen([sys.executable, "-m", "bert4rec.cli", "serve", str(args.model_dir), "--port",
-                               str(port), "--threads", str(args.threads)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_healthy(url, server)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores (client and server share them)"
+    if args.swap:
+        report = {"machine": machine, "server_threads": args.threads, "repeats": args.repeats,
+                  "model_dir": str(args.model_dir), "history_length": args.history, "k": 10,
+                  **swap_benchmark(args, bodies)}
+        out = args.out if args.out != DEFAULT_OUT else HERE / "results/serve-swap.json"
+        out.write_text(json.dumps(report, indent=2))
+        print(f"written to {out}")
+        return
+    with running_server(args.model_dir, args.threads) as url:
         runs = {clients: [] for clients in args.clients}
         for _ in range(args.repeats):
             for clients in args.clients:
@@ -129,11 +231,7 @@ def main() -> None:
                 runs[clients].append(row)
                 print(f"{clients:3d} clients: {row['requests_per_s']:7.1f} req/s  p50 {row['p50_ms']:6.1f} ms  "
                       f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}/{row['requests']}", flush=True)
-    finally:
-        server.terminate()
-        server.wait(10)
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (client and server share them)",
-              "server_threads": args.threads, "repeats": args.repeats,
+    report = {"machine": machine, "server_threads": args.threads, "repeats": args.repeats,
               "model_dir": str(args.model_dir), "history_length": args.history, "k": 10,
               "levels": [level_summary(clients, rows) for clients, rows in runs.items()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)

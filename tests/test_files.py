@@ -199,3 +199,11 @@ def test_versioned_documents_name_what_is_wrong(tmp_path):
             files.read_versioned(path, "thing", 2, "missing", data=data)
     with pytest.raises(Bert4RecError, match=r"incompatible bert4rec \(thing format version 7, this version reads 2\)"):
         files.read_versioned(path, "thing", 2, "missing", data={"format": "bert4rec-thing", "version": 7})
+
+
+def test_recorded_digest_is_the_files_sha256_or_none(tmp_path):
+    files.atomic_write_text(tmp_path / "a.json", "{}", digest=True)
+    (tmp_path / "b.json").write_text("{}")
+    assert files.recorded_digest(tmp_path, "a.json") == files.sha256(tmp_path / "a.json")
+    assert files.recorded_digest(tmp_path, "b.json") is None  # written without one
+    assert files.recorded_digest(tmp_path / "elsewhere", "a.json") is None  # no digests.json at all

@@ -63,6 +63,17 @@ def test_last_item_samples_mask_only_the_most_recent_item():
     assert 0.25 < last_only.mean() < 0.4
 
 
+def test_a_row_left_without_a_mask_gets_one_at_a_random_real_position():
+    rng = np.random.default_rng(3)
+    windows = np.zeros((2000, 30), dtype=np.int64)
+    windows[:, 10:] = 7  # 20 real items after 10 of padding
+    samples = cloze_samples(windows, MASK, mask_prob=0.0, last_item_fraction=0.0, rng=rng)
+    rows, columns = np.nonzero(samples.inputs == MASK)
+    assert rows.tolist() == list(range(2000))  # exactly one each
+    assert set(columns.tolist()) == set(range(10, 30))  # every real position, never padding
+    assert 17 < columns.mean() < 22  # evenly: 19.5 on average
+
+
 def test_masks_are_fresh_each_call():
     rng = np.random.default_rng(2)
     windows = np.tile(np.arange(1, 31), (10, 1))
@@ -92,7 +103,7 @@ def test_cloze_types_reveal_liked_only_on_masked_slots():
     types[:, :2] = UNRATED  # padding
     windows = np.where(np.arange(8) < 2, PAD, 7)[None, :].repeat(500, 0)
     samples = cloze_samples(windows, 99, 0.4, 0.0, rng)
-    out = cloze_types(types, samples.labels, rng, reveal=0.5, forget=0.1)
+    out = cloze_types(types, samples.labels, rng)  # the defaults, as training calls it: reveal 0.5, forget 0.1
     masked = samples.labels != IGNORE
     assert set(np.unique(out[masked])) <= {MASK_ANY, MASK_LIKED, MASK_NOT_LIKED}
     assert (out[~masked] < MASK_ANY).all()
@@ -111,7 +122,7 @@ def test_cloze_types_hide_the_gap_of_masked_slots_and_of_some_rows():
     windows = np.full((2000, 6), 7)
     types = np.tile(packed(np.array([3, 5, 1, 4, 2, 5]), np.array([1, 2, 3, 4, 8, 2])), (2000, 1))
     samples = cloze_samples(windows, 99, 0.3, 0.0, rng)
-    rating, gap = unpacked(cloze_types(types, samples.labels, rng, forget=0.1))
+    rating, gap = unpacked(cloze_types(types, samples.labels, rng))  # the default forget, 0.1
     masked = samples.labels != IGNORE
     assert (gap[masked] == GAP_UNKNOWN).all()
     untimed_rows = (gap == GAP_UNKNOWN).all(1)
