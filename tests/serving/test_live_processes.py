@@ -1,5 +1,6 @@
-"""Nothing acknowledged is lost: the server is killed (SIGKILL) five times while several clients write events,
-retrying whatever got no answer with the same eventIds; afterwards every event is in the store exactly once."""
+"""Servers as separate processes. Nothing acknowledged is lost: the server is killed (SIGKILL) five times while
+several clients write events, retrying whatever got no answer with the same eventIds; afterwards every event is in
+the store exactly once. And eight server processes writing one SQLite file at once never fail a client."""
 
 from __future__ import annotations
 
@@ -27,12 +28,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(model_dir, url_db: str, port: int) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "bert4rec.cli", "serve", str(model_dir), "--db", url_db,
-                               "--port", str(port), "--threads", "1"],
-                              env=os.environ | {"BERT4REC_API_KEYS": KEY}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+def launch(model_dir, url_db: str, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bert4rec.cli", "serve", str(model_dir), "--db", url_db,
+                             "--port", str(port), "--threads", "1"],
+                            env=os.environ | {"BERT4REC_API_KEYS": KEY}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def wait_ready(server: subprocess.Popen, port: int) -> subprocess.Popen:
+    deadline = time.time() + 180
     while time.time() < deadline:
         assert server.poll() is None, "the server exited"
         try:
@@ -41,6 +45,19 @@ def start(model_dir, url_db: str, port: int) -> subprocess.Popen:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise AssertionError("the server did not start")
+
+
+def start(model_dir, url_db: str, port: int) -> subprocess.Popen:
+    return wait_ready(launch(model_dir, url_db, port), port)
+
+
+def new_store(model_dir, url_db: str) -> tuple[EventStore, list[int]]:
+    """A migrated store holding the model's catalogue, and its movie ids."""
+    migrate(connect(url_db, create=True))
+    store = EventStore.open(url_db)
+    catalog = Recommender.load(model_dir).catalog.movies
+    store.add_movies(MovieRecord(int(i), str(t)) for i, t in zip(catalog["item_id"], catalog["title"], strict=True))
+    return store, catalog["item_id"].astype(int).tolist()
 
 
 def client(number: int, port: int, movies: list[int], sent: list, acknowledged: list,
@@ -67,11 +84,7 @@ def client(number: int, port: int, movies: list[int], sent: list, acknowledged: 
 
 
 def test_five_kills_during_writes_lose_nothing_acknowledged(untrained_model_dir, store_url):
-    migrate(connect(store_url, create=True))
-    store = EventStore.open(store_url)
-    catalog = Recommender.load(untrained_model_dir).catalog.movies
-    store.add_movies(MovieRecord(int(i), str(t)) for i, t in zip(catalog["item_id"], catalog["title"], strict=True))
-    movies = catalog["item_id"].astype(int).tolist()
+    store, movies = new_store(untrained_model_dir, store_url)
     port = free_port()
     server = start(untrained_model_dir, store_url, port)
     sent: list[str] = []
@@ -103,3 +116,37 @@ def test_five_kills_during_writes_lose_nothing_acknowledged(untrained_model_dir,
     assert sorted(acknowledged) == sorted(set(sent))  # every batch was answered in the end, once
     stored = [e["eventId"] for n in range(CLIENTS) for e in store.user_events(1000 + n, limit=10**6)]
     assert sorted(stored) == sorted(set(sent))  # each exactly once: a retry of a stored batch was a duplicate
+
+
+def test_eight_server_processes_writing_one_sqlite_file_never_fail_a_client(untrained_model_dir, tmp_path):
+    # SQLite lets one process write at a time; the other seven must wait their turn inside, never answer a client
+    # with a 500 or "database is locked".
+    url_db = f"sqlite:///{tmp_path / 'events.db'}"
+    store, movies = new_store(untrained_model_dir, url_db)
+    ports = [free_port() for _ in range(8)]
+    servers = [launch(untrained_model_dir, url_db, port) for port in ports]
+    statuses: list[int] = []
+    start_together = threading.Barrier(len(ports))
+
+    def write(number: int, port: int) -> None:
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            start_together.wait()
+            for batch in range(20):
+                events = [{"userId": 2000 + number, "movieId": movies[(batch + i) % len(movies)],
+                           "eventId": f"{batch}-{i}"} for i in range(25)]
+                statuses.append(http.post(f"http://127.0.0.1:{port}/events", json=events).status_code)
+
+    try:
+        for server, port in zip(servers, ports, strict=True):
+            wait_ready(server, port)
+        threads = [threading.Thread(target=write, args=(n, port)) for n, port in enumerate(ports)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGKILL)
+            server.wait(10)
+    assert statuses == [200] * 8 * 20
+    assert store.counts()["events"] == 8 * 20 * 25
