@@ -22,7 +22,7 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
 
 
 BASE = {"GET /movies", "GET /movies/{movieId}", "POST /recommendations", "GET /users/{userId}/recommendations",
-        "GET /health", "GET /health/live", "GET /health/ready", "GET /metrics"}
+        "GET /health", "GET /health/live", "GET /health/ready", "GET /metrics", "POST /admin/reload"}
 LIVE = {"POST /events", "GET /users/{userId}/events", "DELETE /users/{userId}", "POST /movies"}
 
 
