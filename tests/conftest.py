@@ -53,6 +53,10 @@ def _isolated_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("BERT4REC_DATA_HOME", raising=False)
     monkeypatch.setenv("BERT4REC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("BERT4REC_BASE_URL", "http://127.0.0.1:9/unreachable")
+    # serve() points the access log at the stderr of the moment, which the test's capture closes afterwards.
+    from bert4rec.serving.access import access_log
+
+    monkeypatch.setattr(access_log, "handlers", list(access_log.handlers))
 
 
 TINY_TRAIN_ARGS = ["--epochs", "2", "--hidden-size", "16", "--layers", "1", "--heads", "2", "--max-len", "20",
