@@ -138,6 +138,25 @@ def events_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def warm_start_table() -> str:
+    """benchmarks/warm_start.py on each dataset: the stale, warm-started and fresh models, and their ratios."""
+    rows = ["| data | model | training minutes | test NDCG@10 | test HR@10 | NDCG@10 / fresh | minutes / fresh | "
+            "users with a new movie in their top 10 |", "|---|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("warm-start-*.json")):
+        report = json.loads(path.read_text())
+        fresh = report["fresh"]
+        for name in ("stale", *(f"warm-{n}" for n in report["warm_epochs"]), "fresh"):
+            row = report[name]
+            label = {"stale": f"stale ({report['epochs']} epochs, before the cut-off)",
+                     "fresh": f"fresh ({report['epochs']} epochs)"}.get(name, f"warm start, {name[5:]} epochs")
+            shown = row.get("users_with_a_new_movie_in_top10")
+            ratio, share = row["test_NDCG@10"] / fresh["test_NDCG@10"], row["minutes"] / fresh["minutes"]
+            rows.append(f"| {report['data'].rstrip('/').split('/')[-1]} | {label} | {row['minutes']:.1f} | "
+                        f"{row['test_NDCG@10']:.4f} | {row['test_HR@10']:.4f} | {ratio:.1%} | {share:.0%} | "
+                        f"{'—' if shown is None else f'{shown:.1%}'} |")
+    return "\n".join(rows) + "\n"
+
+
 def result(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.json").read_text())
 
@@ -336,6 +355,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "serve": serve_table,
     "events": events_table,
     "serve-swap": swap_table,
+    "warm-start": warm_start_table,
     "speed": speed_table,
     "speed-guard": speed_guard_table,
     "inference": inference_table,

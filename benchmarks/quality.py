@@ -40,7 +40,8 @@ SETTINGS = {
     "hidden": ("model", "hidden_size"), "layers": ("model", "num_layers"), "heads": ("model", "num_heads"),
     "max_len": ("model", "max_len"), "dropout": ("model", "dropout"),
     "attention_dropout": ("model", "attention_dropout"), "rating_aware": ("model", "rating_aware"),
-    "time_aware": ("model", "time_aware"),
+    "time_aware": ("model", "time_aware"), "genre_aware": ("model", "genre_aware"),
+    "year_aware": ("model", "year_aware"),
     "epochs": ("training", "epochs"), "minutes": ("training", "max_minutes"), "batch_size": ("training", "batch_size"),
     "lr": ("training", "lr"), "mask_prob": ("training", "mask_prob"),
     "last_item_fraction": ("training", "last_item_fraction"), "valid_every": ("training", "valid_every"),
@@ -51,7 +52,7 @@ SETTINGS = {
 FLAGS = {"int": ("epochs", "hidden", "layers", "heads", "max_len", "batch_size", "valid_every", "patience",
                  "negatives", "seed"),
          "float": ("minutes", "dropout", "attention_dropout", "mask_prob", "last_item_fraction", "lr"),
-         "bool": ("rating_aware", "time_aware", "exclude_seen", "shift_windows")}
+         "bool": ("rating_aware", "time_aware", "genre_aware", "year_aware", "exclude_seen", "shift_windows")}
 
 
 def parse_args() -> argparse.Namespace:

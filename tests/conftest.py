@@ -77,6 +77,12 @@ def tiny_aware_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_featured_dir(tmp_path_factory) -> Path:
+    """As ``tiny_model_dir``, trained with --genre-aware --year-aware (the catalogue's genres and years read)."""
+    return _train_tiny(tmp_path_factory, "tiny-featured", "--no-rating-aware", "--genre-aware", "--year-aware")
+
+
+@pytest.fixture(scope="session")
 def untrained_model_dir(tmp_path_factory) -> Path:
     """A model folder of ml-latest-small and a tiny plain model that was never trained: enough for the tests of
     what surrounds a model (requests, limits, errors, files), built in seconds."""

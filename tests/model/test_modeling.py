@@ -205,3 +205,66 @@ def test_the_encoder_drops_out_with_bits_dropout():
     assert not torch.equal(model.encode(inputs), model.encode(inputs))
     model.eval()
     assert torch.equal(model.encode(inputs), model.encode(inputs))
+
+
+# ------------------------------------------------------------------------------------ catalogue features
+
+FEATURED = dict(genre_aware=True, year_aware=True, genres=["Comedy", "Drama", "Horror"])
+
+
+def featured_model() -> Bert4Rec:
+    model = tiny_model(**FEATURED)
+    genres = torch.zeros(30, 3)
+    genres[0] = torch.tensor([0.5, 0.5, 0])  # item 1 (column 0): Comedy and Drama
+    genres[1, 2] = 1  # item 2: Horror
+    years = torch.arange(30) % 28
+    model.set_item_features(genres, years)
+    return model
+
+
+def test_a_feature_aware_models_items_add_the_mean_of_their_genres_and_their_year_on_both_sides():
+    model = featured_model()
+    words, genre, year = (model.bert.embeddings.word_embeddings.weight, model.genre_embeddings.weight,
+                          model.year_embeddings.weight)
+    items = model.item_embeddings()
+    torch.testing.assert_close(items[0], words[1] + (genre[0] + genre[1]) / 2 + year[0])
+    torch.testing.assert_close(items[1], words[2] + genre[2] + year[1])
+    torch.testing.assert_close(items[5], words[6] + year[5])  # no genre read
+    # The input side reads the same sums: with the movie's own embedding moved into its year, nothing changes.
+    inputs = torch.tensor([[0, 0, 3, 4, 31], [1, 2, 3, 4, 31]])
+    before = model.score_last(inputs)
+    with torch.no_grad():
+        model.year_embeddings.weight[0] += 1.0
+        words[1] -= 1.0
+    torch.testing.assert_close(model.score_last(inputs), before)
+
+
+def test_genre_and_year_parts_change_the_scores_of_a_feature_aware_model():
+    model = featured_model()
+    inputs = torch.tensor([[0, 0, 3, 4, 31]])
+    before = model.score_last(inputs)
+    with torch.no_grad():
+        model.genre_embeddings.weight[2] += torch.randn(16)  # Horror: item 2 only (not a constant: LayerNorm)
+    after = model.score_last(inputs)
+    assert not torch.allclose(after[:, 1], before[:, 1])
+    torch.testing.assert_close(after[:, 5:], before[:, 5:])  # movies with no genre keep theirs
+
+
+def test_features_are_saved_with_the_weights_and_a_plain_model_has_none(tmp_path):
+    model = featured_model()
+    model.save(tmp_path)
+    loaded = Bert4Rec.load(tmp_path).eval()
+    assert loaded.config.genres == FEATURED["genres"]
+    torch.testing.assert_close(loaded.item_genres, model.item_genres)
+    inputs = torch.tensor([[1, 2, 3, 4, 31]])
+    torch.testing.assert_close(loaded.score_last(inputs), model.score_last(inputs))
+    assert not {"item_genres", "item_years"} & set(tiny_model().state_dict())
+
+
+def test_features_must_be_given_as_the_model_reads_them():
+    with pytest.raises(Bert4RecError, match="needs its genre vocabulary"):
+        tiny_model(genre_aware=True)
+    with pytest.raises(Bert4RecError, match="item_years: given False"):
+        tiny_model(year_aware=True).set_item_features(None, None)
+    with pytest.raises(Bert4RecError, match="item_genres: given True"):
+        tiny_model().set_item_features(torch.zeros(30, 2), None)

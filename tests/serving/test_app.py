@@ -28,6 +28,7 @@ def test_health_and_docs(client):
     health = client.get("/health").json()
     assert health.pop("model")["version"] == "in memory"  # built from a Recommender, not loaded from a folder
     assert health == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False, "time_aware": False,
+                      "genre_aware": False, "year_aware": False,
                       "store": None, "refused": None, "watchS": None}
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()

@@ -53,3 +53,22 @@ def test_rating_and_time_aware_export_reads_token_types(tiny_aware_dir, tmp_path
     unknown = recommender.score_histories(histories).numpy()  # no types: unknown ratings and times
     np.testing.assert_allclose(scorer.score_last(inputs), unknown, rtol=1e-4, atol=1e-4)
     assert not np.allclose(expected, unknown, atol=1e-3)
+
+
+def test_a_genre_and_year_aware_model_recommends_and_exports_from_its_saved_features(tiny_featured_dir, tmp_path):
+    recommender = Recommender.load(tiny_featured_dir)
+    config = recommender.model.config
+    assert config.genre_aware and config.year_aware and "Comedy" in config.genres and "(no genres listed)" not in (
+        config.genres)
+    comedy = config.genres.index("Comedy")
+    toy_story = recommender.catalog.row_of_id[1] + 1  # token of movie 1, Toy Story (1995): Adventure|...|Comedy|...
+    assert recommender.model.item_genres[toy_story, comedy] == pytest.approx(1 / 5)
+    assert recommender.model.item_years[toy_story] == 1 + (1995 - 1900) // 5
+    histories = [recommender.user_history(u) for u in recommender.user_index.index[:3]]
+    assert len(recommender.recommend_user(int(recommender.user_index.index[0]), k=5).items) == 5
+    scorer = OnnxScorer(export_onnx(tiny_featured_dir, tmp_path / "m.onnx"))
+    lengths = np.array([len(h) for h in histories])
+    inputs = inference_inputs(np.concatenate(histories) + 1, np.cumsum(lengths) - lengths, np.cumsum(lengths), 20,
+                              recommender.vocab.mask)
+    np.testing.assert_allclose(scorer.score_last(inputs), recommender.score_histories(histories).numpy(),
+                               rtol=1e-4, atol=1e-4)

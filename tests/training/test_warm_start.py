@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -13,11 +14,14 @@ from typer.testing import CliRunner
 
 from bert4rec.cli import app
 from bert4rec.data import movielens, preprocess
+from bert4rec.data.item_features import genre_names
 from bert4rec.data.movielens import NO_GENRES, RawDataset
 from bert4rec.errors import Bert4RecError
 from bert4rec.model.config import Bert4RecConfig
 from bert4rec.model.modeling import Bert4Rec
-from bert4rec.training.warm_start import BIAS, EMBEDDINGS, warm_start
+from bert4rec.training.config import WARM_SCHEDULE_SHARE, TrainConfig
+from bert4rec.training.recipe import Recipe
+from bert4rec.training.warm_start import BIAS, EMBEDDINGS, set_catalogue_features, short_schedule, warm_start
 
 NEW = {10**6: "Comedy", 10**6 + 1: NO_GENRES}  # movies the old model never saw, and their genres
 
@@ -72,12 +76,42 @@ def test_a_model_of_another_shape_is_refused_naming_what_differs(untrained_model
 
 def test_train_init_from_keeps_the_old_models_shape_and_records_where_it_began(untrained_model_dir, grown, tmp_path):
     _, prepared = grown
-    out = tmp_path / "warm"
+    out, recipe = tmp_path / "warm", tmp_path / "five.toml"
+    recipe.write_text('format = "bert4rec-recipe"\nversion = 1\n[training]\nepochs = 5\n')
     result = CliRunner().invoke(app, ["train", "--data", str(prepared), "--init-from", str(untrained_model_dir),
-                                      "--epochs", "1", "--batch-size", "64", "--quiet", "--out", str(out)])
+                                      "--recipe", str(recipe), "--batch-size", "64", "--quiet", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "train_config.json").read_text())["init_from"] == str(untrained_model_dir)
+    written = json.loads((out / "train_config.json").read_text())
+    assert written["init_from"] == str(untrained_model_dir)
+    assert written["epochs"] == 1  # no --epochs: the warm start's short schedule, a share of the recipe's five
     assert Bert4RecConfig.load(out).hidden_size == Bert4RecConfig.load(untrained_model_dir).hidden_size == 16
     result = CliRunner().invoke(app, ["train", "--data", str(prepared), "--init-from", str(untrained_model_dir),
                                       *TINY_TRAIN_ARGS, "--hidden-size", "32", "--out", str(tmp_path / "other")])
     assert result.exit_code == 2 and "needs the same model settings" in result.output
+
+
+def test_a_feature_aware_model_keeps_its_genre_vocabulary_and_takes_the_grown_catalogues_features(grown, tmp_path):
+    dataset, _ = grown
+    old_data = preprocess.prepare(movielens.load(shared("ml-latest-small")))
+    preprocess.save_prepared(old_data, tmp_path / "old" / "dataset")
+    config = Bert4RecConfig(num_items=old_data.vocab.num_items, hidden_size=16, num_layers=1, num_heads=2,
+                            max_len=20, genre_aware=True, year_aware=True,
+                            genres=genre_names(old_data.movies["genres"]))
+    old = Bert4Rec(config)
+    set_catalogue_features(old, old_data)
+    old.save(tmp_path / "old")
+    model = Bert4Rec(Bert4RecConfig(**{**config.__dict__, "num_items": dataset.vocab.num_items}))
+    set_catalogue_features(model, dataset)
+    warm_start(model, tmp_path / "old", dataset)
+    token = {int(i): t for t, i in enumerate(dataset.vocab.item_ids, start=1)}[10**6]  # new, a Comedy of 2030
+    assert model.item_genres[token].tolist() == [float(g == "Comedy") for g in config.genres]
+    assert model.item_years[token] == 1 + (2030 - 1900) // 5
+    torch.testing.assert_close(model.genre_embeddings.weight, old.genre_embeddings.weight)
+    torch.testing.assert_close(model.year_embeddings.weight, old.year_embeddings.weight)
+
+
+def test_a_warm_start_trains_for_a_share_of_the_recipes_epochs_unless_told():
+    assert short_schedule(Recipe("r", training={"epochs": 30}), {}) == {"epochs": math.ceil(30 * WARM_SCHEDULE_SHARE)}
+    assert short_schedule(Recipe("r", training={"epochs": 2}), {"lr": 0.1}) == {"lr": 0.1, "epochs": 1}
+    assert short_schedule(Recipe("defaults"), {}) == {"epochs": math.ceil(TrainConfig.epochs * WARM_SCHEDULE_SHARE)}
+    assert short_schedule(Recipe("r", training={"epochs": 30}), {"epochs": 7}) == {"epochs": 7}

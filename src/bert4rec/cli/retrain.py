@@ -12,7 +12,7 @@ from bert4rec.cli.db import DbOption
 from bert4rec.cli.main import QuietOption, command, console, err_console
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation.promotion import DEFAULT_MAX_DROP
-from bert4rec.training.config import RETRAIN_MIN_EVENTS
+from bert4rec.training.config import RETRAIN_MIN_EVENTS, WARM_SCHEDULE_SHARE
 
 
 @command("retrain")
@@ -31,8 +31,8 @@ def retrain_command(
     min_events: Annotated[int, typer.Option(
         help="Train nothing while the store holds fewer events than this (after filtering).")] = RETRAIN_MIN_EVENTS,
     warm: Annotated[bool, typer.Option(
-        help="Start each round from the live model (a warm start: `train --init-from`), for a short schedule: give "
-             "--epochs too.")] = False,
+        help="Start each round from the live model (a warm start: `train --init-from`), for a short schedule: "
+             f"{WARM_SCHEDULE_SHARE:.0%} of the recipe's epochs unless --epochs is given.")] = False,
     every: Annotated[str | None, typer.Option(
         help="Run a round every period (90s, 30m, 24h, 7d) until interrupted; a failed round is logged and the "
              "next one still runs. Default: one round.")] = None,

@@ -15,13 +15,13 @@ from bert4rec.cli.main import command, console
 from bert4rec.cli.tables import train_table
 from bert4rec.errors import Bert4RecError
 from bert4rec.model.config import Bert4RecConfig
-from bert4rec.training.config import TrainConfig
+from bert4rec.training.config import WARM_SCHEDULE_SHARE, TrainConfig
 
 DATA, MODEL, TRAINING, RUN = "Data", "Model", "Training", "Run and output"
 # Option name -> the config field it sets
 MODEL_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "heads": "num_heads", "max_len": "max_len",
                  "dropout": "dropout", "attention_dropout": "attention_dropout", "rating_aware": "rating_aware",
-                 "time_aware": "time_aware"}
+                 "time_aware": "time_aware", "genre_aware": "genre_aware", "year_aware": "year_aware"}
 TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "mask_prob", "last_item_fraction", "valid_every", "patience",
                     "max_minutes", "device", "precision", "loss", "negatives", "exclude_seen", "ema_decay", "holdout",
                     "shift_windows", "seed", "init_from")
@@ -71,6 +71,16 @@ def train_command(
         help="Read the time since the user's previous interaction (log-scale buckets, as a token type added to "
              "the movie): tells the model which movies belong to the current sitting.")]
     = model_default("time_aware"),
+    genre_aware: Annotated[bool, typer.Option(
+        "--genre-aware/--no-genre-aware", rich_help_panel=MODEL,
+        help="Add each movie's genres (the mean of their learned embeddings) to its embedding, where the model "
+             "reads it and where it scores it: movies with few ratings borrow from their genre mates.")]
+    = model_default("genre_aware"),
+    year_aware: Annotated[bool, typer.Option(
+        "--year-aware/--no-year-aware", rich_help_panel=MODEL,
+        help="Add each movie's release-year bucket (five years wide, from the title) to its embedding, as "
+             "--genre-aware does its genres.")]
+    = model_default("year_aware"),
     epochs: Annotated[int, typer.Option(help="Epochs of the learning-rate schedule (the most that run).",
                                         rich_help_panel=TRAINING)] = training_default("epochs"),
     batch_size: Annotated[int, typer.Option(
@@ -108,7 +118,8 @@ def train_command(
              "to serve (not to evaluate).", rich_help_panel=TRAINING)] = training_default("holdout"),
     init_from: Annotated[str | None, typer.Option(
         help="Start from this trained model folder instead of random weights (a warm start): movies it knew keep "
-             "their weights, new ones start from the movies sharing their genres. Same model settings needed.",
+             "their weights, new ones start from the movies sharing their genres. Same model settings needed. "
+             f"Trains for {WARM_SCHEDULE_SHARE:.0%} of the recipe's epochs unless --epochs is given.",
         rich_help_panel=TRAINING)] = training_default("init_from"),
     valid_every: Annotated[int, typer.Option(help="Validate every N epochs (and on the last).",
                                              rich_help_panel=TRAINING)] = training_default("valid_every"),
@@ -147,9 +158,10 @@ def train_command(
         model_overrides = {MODEL_OPTIONS[name]: ctx.params[name] for name in given & set(MODEL_OPTIONS)}
         training_overrides = {name: ctx.params[name] for name in given & set(TRAINING_OPTIONS)}
         if init_from is not None:  # the model keeps the shape of the one it starts from, unless told otherwise
-            from bert4rec.training.warm_start import shape_of
+            from bert4rec.training.warm_start import shape_of, short_schedule
 
             model_overrides = shape_of(Path(init_from)) | model_overrides
+            training_overrides = short_schedule(chosen, training_overrides)
         dataset = load_dataset(data, progress=not quiet)
         model_config, config = chosen.build(dataset.vocab.num_items, model_overrides, training_overrides)
         provenance = chosen.provenance(model_overrides, training_overrides) if recipe else None

@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bert4rec.data.download import fetch as download_release
+from bert4rec.data.item_features import NO_GENRES
 from bert4rec.data.releases import RELEASES, data_home, find_local_release
 from bert4rec.data.settings import Columns
 from bert4rec.errors import DataError
@@ -36,7 +37,6 @@ ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 ]
-NO_GENRES = "(no genres listed)"
 TITLE_YEAR = re.compile(r"\s*\((\d{4})(?:\s*[-–]\s*\d{0,4})?\)\s*$")  # "Heat (1995)", "Dekalog (1989-1990)"
 
 

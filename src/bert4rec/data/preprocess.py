@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bert4rec.data.item_features import genre_weights, year_buckets
 from bert4rec.data.leave_one_out import evaluable_users, split_labels
 from bert4rec.data.movielens import RawDataset, placeholder_movies
 from bert4rec.data.settings import PrepareParams
@@ -80,6 +81,13 @@ class PreparedDataset:
     def eval_users(self) -> np.ndarray:
         """User indices that have validation and test targets."""
         return evaluable_users(np.bincount(self.interactions["user_idx"].to_numpy(), minlength=len(self.user_ids)))
+
+    def item_features(self, genres: list[str] | None, years: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The catalogue's features of each item, in token order, as a feature-aware model reads them
+        (``item_features.py``): genre weights over ``genres`` (None: not read) and, with ``years``, year buckets."""
+        year = self.movies["year"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        return (genre_weights(self.movies["genres"], genres) if genres is not None else None,
+                year_buckets(year) if years else None)
 
 
 def _apply_filters(ratings: pd.DataFrame, params: PrepareParams, source: str) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,10 +34,18 @@ class Bert4RecConfig:
     max_len: int = 200
     rating_aware: bool = True  # read each interaction's rating (and a "liked" wish on the [MASK] slot)
     time_aware: bool = False  # read the time since the user's previous interaction
+    genre_aware: bool = False  # add each movie's genres to its embedding (data/item_features.py)
+    year_aware: bool = False  # add each movie's release-year bucket to its embedding
+    genres: list[str] = field(default_factory=list)  # the genre vocabulary read; set from the data at training
 
     def __post_init__(self) -> None:
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
+        self.genres = list(self.genres)
+
+    @property
+    def reads_features(self) -> bool:
+        return self.genre_aware or self.year_aware
 
     @property
     def reads_types(self) -> bool:
@@ -69,6 +77,8 @@ class Bert4RecConfig:
             raise Bert4RecError(f"invalid model config: {self}")
         if self.hidden_size % self.num_heads:
             raise Bert4RecError(f"hidden size {self.hidden_size} is not divisible by {self.num_heads} heads")
+        if self.genres and not self.genre_aware:
+            raise Bert4RecError("a genre vocabulary is given, but the model is not genre-aware")
 
     def save(self, folder: Path) -> None:
         document = versioned("model", VERSION, asdict(self))

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import BertConfig, BertModel
 
+from bert4rec.data.item_features import YEAR_BUCKETS
 from bert4rec.errors import Bert4RecError
 from bert4rec.files import MODEL_CONFIG_FILE, WEIGHTS_FILE, atomic_write, verify_digests
 from bert4rec.model.config import VERSION, Bert4RecConfig
@@ -78,6 +79,29 @@ class Bert4Rec(nn.Module):
         self.item_bias = nn.Parameter(torch.zeros(config.num_items))
         nn.init.normal_(self.head[0].weight, std=bert_config.initializer_range)
         nn.init.zeros_(self.head[0].bias)
+        # What the catalogue says of each token's movie (data/item_features.py): set by training from the data,
+        # saved with the weights, so serving needs no catalogue to compute them. PAD and MASK have none.
+        if config.genre_aware:
+            if not config.genres:
+                raise Bert4RecError("a genre-aware model needs its genre vocabulary (config.genres)")
+            self.genre_embeddings = nn.Embedding(len(config.genres), config.hidden_size)
+            self.register_buffer("item_genres", torch.zeros(config.vocab_size, len(config.genres)))
+        if config.year_aware:
+            self.year_embeddings = nn.Embedding(YEAR_BUCKETS, config.hidden_size)
+            self.register_buffer("item_years", torch.zeros(config.vocab_size, dtype=torch.int64))
+        for table in (getattr(self, "genre_embeddings", None), getattr(self, "year_embeddings", None)):
+            if table is not None:
+                nn.init.normal_(table.weight, std=bert_config.initializer_range)
+
+    def set_item_features(self, genres: torch.Tensor | None, years: torch.Tensor | None) -> None:
+        """The catalogue's features of the N items, in token order: (N, G) genre weights (``genre_weights``) and
+        (N,) year buckets; each given exactly when the model reads it."""
+        for name, given, reads in (("item_genres", genres, self.config.genre_aware),
+                                   ("item_years", years, self.config.year_aware)):
+            if (given is not None) != reads:
+                raise Bert4RecError(f"{name}: given {given is not None}, but the model reads it: {reads}")
+            if given is not None:
+                getattr(self, name)[1 : self.config.num_items + 1] = given
 
     def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) right-aligned token ids -> (B, L, H) hidden states."""
@@ -118,13 +142,26 @@ class Bert4Rec(nn.Module):
         from_end = torch.ones_like(input_ids).flip(1).cumsum(1).flip(1)  # (B, L): L, L-1, ..., 1
         if token_type_ids is not None:  # a model that reads no types has one type, 0, for every token
             token_type_ids = self.config.own_types(token_type_ids) if self.config.reads_types else None
-        hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids,
-                                      position_ids=self.config.max_len - from_end)
+        positions = self.config.max_len - from_end
+        if self.config.reads_features:  # the same sums the output side scores with
+            hidden = self.bert.embeddings(inputs_embeds=F.embedding(input_ids, self._token_table()),
+                                          token_type_ids=token_type_ids, position_ids=positions)
+        else:
+            hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=positions)
         return hidden, (input_ids != 0)[:, None, None, :]
+
+    def _token_table(self) -> torch.Tensor:
+        """(PAD + N + MASK, H): each token's embedding, plus its movie's genre and year parts where read."""
+        table = self.bert.embeddings.word_embeddings.weight
+        if self.config.genre_aware:
+            table = table + self.item_genres @ self.genre_embeddings.weight  # (V, G) @ (G, H)
+        if self.config.year_aware:
+            table = table + self.year_embeddings(self.item_years)
+        return table
 
     def item_embeddings(self) -> torch.Tensor:
         """(N, H): the (tied) input embeddings of the items, PAD and MASK left out."""
-        return self.bert.embeddings.word_embeddings.weight[1 : self.config.num_items + 1]
+        return self._token_table()[1 : self.config.num_items + 1]
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """(M, H) hidden states -> (M, N) item scores (logits); column j is item token j + 1."""

@@ -234,11 +234,11 @@ def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None
                          watch_s: float | None) -> None:
     @app.get("/health", response_model=Health)
     async def health() -> Health:
-        recommender = live.recommender
+        recommender, config = live.recommender, live.recommender.model.config
         return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index),
-                      rating_aware=recommender.model.config.rating_aware,
-                      time_aware=recommender.model.config.time_aware, store=store.name if store else None,
-                      model=live.state(), refused=live.refusal, watchS=watch_s)
+                      rating_aware=config.rating_aware, time_aware=config.time_aware,
+                      genre_aware=config.genre_aware, year_aware=config.year_aware,
+                      store=store.name if store else None, model=live.state(), refused=live.refusal, watchS=watch_s)
 
     async def may_administer(request: Request) -> None:
         keys.check_admin(request)

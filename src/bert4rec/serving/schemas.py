@@ -102,6 +102,8 @@ class Health(BaseModel):
     users: int
     rating_aware: bool = Field(description="Whether the model reads ratings and honours 'liked'.")
     time_aware: bool = Field(description="Whether the model reads the time between a known user's interactions.")
+    genre_aware: bool = Field(False, description="Whether the model reads each movie's genres.")
+    year_aware: bool = Field(False, description="Whether the model reads each movie's release year.")
     store: str | None = Field(None, description="The event store recommendations read histories from, if any.")
     model: ModelState = Field(description="The live model.")
     refused: Refusal | None = Field(None, description="The last model refused since the live one went live.")

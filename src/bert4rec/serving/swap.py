@@ -53,15 +53,20 @@ class ModelInfo:
 
 def model_info(folder: Path) -> ModelInfo:
     """What identifies the model in ``folder`` (a symlink is followed) and how well it did on validation."""
+    real, version, weights = _identified(folder)
+    trained = dt.datetime.fromtimestamp(weights.st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+    return ModelInfo(str(real), version, trained, recorded_validation(real))
+
+
+def _identified(folder: Path) -> tuple[Path, str, os.stat_result]:
+    """The folder a path resolves to, the version of its weights, and their file's stat."""
     real = Path(os.path.realpath(folder))
     try:
         weights = (real / WEIGHTS_FILE).stat()
     except OSError as exc:
         raise RefusedModelError(f"{folder}: no model ({WEIGHTS_FILE}: {exc.strerror})") from None
     digest = recorded_digest(real, WEIGHTS_FILE)
-    version = digest[:12] if digest else f"{weights.st_size}-{weights.st_mtime_ns}"
-    trained = dt.datetime.fromtimestamp(weights.st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
-    return ModelInfo(str(real), version, trained, recorded_validation(real))
+    return real, digest[:12] if digest else f"{weights.st_size}-{weights.st_mtime_ns}", weights
 
 
 class LiveModel:
@@ -97,11 +102,11 @@ class LiveModel:
     def _identity(self) -> tuple[str, str] | None:
         if self.path is None:
             return None
-        try:
-            info = model_info(self.path)
+        try:  # only what names the model: --watch calls this every few seconds
+            real, version, _ = _identified(self.path)
         except RefusedModelError:
             return None  # nothing there at this moment (a folder being replaced): look again later
-        return info.folder, info.version
+        return str(real), version
 
     async def reload(self) -> ModelInfo:
         """Load the model the path holds now and make it live; raise RefusedModelError (the live model staying)

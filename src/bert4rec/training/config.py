@@ -13,6 +13,9 @@ PRECISIONS = ("auto", "bf16", "fp32")
 LOSSES = ("full", "sampled")  # see model.losses: the exact softmax, or SampledSoftmax
 EMA_HORIZON = 0.05  # by default the moving average of the weights spans about this share of all training steps
 RETRAIN_MIN_EVENTS = 1000  # `bert4rec retrain` trains nothing on fewer events (after filtering) than this
+# A warm start's epochs, as a share of the recipe's (what a fresh model would train for), unless epochs are given.
+# Chosen by benchmarks/warm_start.py: the shortest schedule measured that reached the fresh model's quality.
+WARM_SCHEDULE_SHARE = 0.1
 
 
 @dataclass

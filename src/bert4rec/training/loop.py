@@ -25,6 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import get_linear_schedule_with_warmup
 
 from bert4rec import progress as progress_bars
+from bert4rec.data.item_features import genre_names
 from bert4rec.data.preprocess import PreparedDataset, load_prepared, save_prepared
 from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation.protocols import evaluate_scorer
@@ -50,7 +51,7 @@ from bert4rec.training.checkpoints import TrainState, load_checkpoint, save_chec
 from bert4rec.training.config import EMA_HORIZON, TrainConfig
 from bert4rec.training.curves import plot_curves
 from bert4rec.training.distributed import Dist
-from bert4rec.training.warm_start import warm_start
+from bert4rec.training.warm_start import set_catalogue_features, warm_start
 from bert4rec.training.windows import TrainingWindows, crop, length_bucketed_batches, random_batches
 
 
@@ -228,6 +229,10 @@ def _settings(dataset: PreparedDataset | None, out: Path, model_config: Bert4Rec
         model_config = model_config or Bert4RecConfig(num_items=dataset.vocab.num_items)
         if model_config.num_items != dataset.vocab.num_items:
             raise Bert4RecError("model config and dataset disagree on the number of items")
+        if model_config.genre_aware and not model_config.genres:  # a warm start keeps its source's vocabulary
+            model_config.genres = genre_names(dataset.movies["genres"])
+            if not model_config.genres:
+                raise Bert4RecError("--genre-aware: the catalogue lists no genres")
     config.validate()
     return dataset, model_config, config
 
@@ -238,6 +243,7 @@ def _build(dataset: PreparedDataset, model_config: Bert4RecConfig, config: Train
     device = distributed.start(dist, pick_device(config.device))
     torch.manual_seed(config.seed)  # the initial weights, identical on every rank
     model = Bert4Rec(model_config)
+    set_catalogue_features(model, dataset)
     if config.init_from is not None:
         warm_start(model, Path(config.init_from), dataset)
     model = model.to(device)

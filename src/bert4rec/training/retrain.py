@@ -25,7 +25,7 @@ from bert4rec.store import prepare_from_store
 from bert4rec.training.config import RETRAIN_MIN_EVENTS
 from bert4rec.training.loop import fit
 from bert4rec.training.recipe import Recipe, load_recipe
-from bert4rec.training.warm_start import shape_of
+from bert4rec.training.warm_start import shape_of, short_schedule
 
 CURRENT = "current"  # the symlink to the live model's folder
 LOCK_FILE = ".retrain.lock"
@@ -61,7 +61,8 @@ def retrain(db: str, models: Path, recipe: str | None = None, overrides: dict | 
         chosen = load_recipe(recipe) if recipe else Recipe("defaults")
         live, shape = models / CURRENT, None
         if warm and live.exists():
-            overrides, shape = (overrides or {}) | {"init_from": str(live.resolve())}, shape_of(live)
+            overrides = short_schedule(chosen, overrides or {}) | {"init_from": str(live.resolve())}
+            shape = shape_of(live)
             log(f"starting from the live model, {live.resolve().name}")
         model_config, config = chosen.build(dataset.vocab.num_items, shape, overrides)
         log(f"training on {stats['num_interactions']:,} events of {stats['num_users']:,} users into {folder}")

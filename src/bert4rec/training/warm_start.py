@@ -8,23 +8,46 @@ Training then goes on from there.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from bert4rec.data.movielens import NO_GENRES
+from bert4rec.data.item_features import genre_names, genre_weights
 from bert4rec.data.preprocess import PreparedDataset, load_prepared
 from bert4rec.errors import Bert4RecError
 from bert4rec.files import DATASET_DIR
 from bert4rec.model.config import Bert4RecConfig
 from bert4rec.model.modeling import Bert4Rec
+from bert4rec.training.config import WARM_SCHEDULE_SHARE, TrainConfig
+from bert4rec.training.recipe import Recipe
 
 EMBEDDINGS = "bert.embeddings.word_embeddings.weight"  # (PAD + items + MASK, H)
 BIAS = "item_bias"  # (items,)
 CHUNK = 1024  # new movies whose starting weights are computed together
-SHAPED_BY = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_len", "rating_aware", "time_aware")
+SHAPED_BY = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_len", "rating_aware", "time_aware",
+             "genre_aware", "year_aware", "genres")
+CATALOGUE_FEATURES = ("item_genres", "item_years")  # buffers that follow the catalogue, not the old model
+
+
+def short_schedule(recipe: Recipe, overrides: dict) -> dict:
+    """The training settings given over ``recipe`` for a warm start: ``overrides``, with WARM_SCHEDULE_SHARE of the
+    recipe's epochs unless they name the epochs."""
+    if "epochs" in overrides:
+        return overrides
+    return overrides | {"epochs": max(1, math.ceil(WARM_SCHEDULE_SHARE * recipe.training.get("epochs",
+                                                                                           TrainConfig.epochs)))}
+
+
+def set_catalogue_features(model: Bert4Rec, dataset: PreparedDataset) -> None:
+    """Give a feature-aware model its catalogue's genres and years (nothing for a model that reads neither)."""
+    config = model.config
+    if config.reads_features:
+        genres, years = dataset.item_features(config.genres if config.genre_aware else None, config.year_aware)
+        model.set_item_features(None if genres is None else torch.from_numpy(genres),
+                                None if years is None else torch.from_numpy(years))
 
 
 def warm_start(model: Bert4Rec, source: Path, dataset: PreparedDataset) -> int:
@@ -39,7 +62,7 @@ def warm_start(model: Bert4Rec, source: Path, dataset: PreparedDataset) -> int:
     old_rows = np.searchsorted(old_ids, new_ids[known])  # the old row of each known movie
     state, weights = model.state_dict(), old.state_dict()
     for name, value in weights.items():
-        if name not in (EMBEDDINGS, BIAS):
+        if name not in (EMBEDDINGS, BIAS, *CATALOGUE_FEATURES):
             state[name] = value
     embeddings, bias = weights[EMBEDDINGS], weights[BIAS]
     items = embeddings[1 : old_data.vocab.num_items + 1]  # (old items, H)
@@ -67,28 +90,18 @@ def shape_of(source: Path) -> dict:
 def _genre_mates(old_genres: pd.Series, new_genres: pd.Series):
     """A function of a range of new movies giving, for each, weights over the old movies that average those sharing
     a genre with it (all old movies where none does)."""
-    old_sets, new_sets = _genre_sets(old_genres), _genre_sets(new_genres)
-    column = {name: i for i, name in enumerate(sorted(set().union(*old_sets, *new_sets)))}
-    old_onehot = _onehot(old_sets, column)  # (old, G)
+    old_listed, new_listed = list(old_genres), list(new_genres)
+    names = genre_names(old_listed + new_listed)
+    old_onehot = torch.from_numpy(genre_weights(old_listed, names) > 0).float()  # (old, G)
 
     def weights(start: int, stop: int) -> torch.Tensor:
-        shares = (_onehot(new_sets[start:stop], column) @ old_onehot.T) > 0  # (new, old)
+        new_onehot = torch.from_numpy(genre_weights(new_listed[start:stop], names) > 0).float()
+        shares = (new_onehot @ old_onehot.T) > 0  # (new, old)
         shares[~shares.any(1)] = True
         shares = shares.float()
         return shares / shares.sum(1, keepdim=True)
 
     return weights
-
-
-def _genre_sets(genres: pd.Series) -> list[set[str]]:
-    return [set() if g == NO_GENRES else set(g.split("|")) for g in genres.fillna(NO_GENRES).astype(str)]
-
-
-def _onehot(sets: list[set[str]], column: dict[str, int]) -> torch.Tensor:
-    onehot = torch.zeros(len(sets), max(1, len(column)))
-    for row, names in enumerate(sets):
-        onehot[row, [column[name] for name in names]] = 1
-    return onehot
 
 
 def _check_same_shape(old: Bert4Rec, new: Bert4Rec, source: Path) -> None:
