@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 
 import pytest
 from conftest import shared
@@ -16,7 +17,7 @@ from bert4rec.data import movielens
 from bert4rec.errors import Bert4RecError
 from bert4rec.serving.recommender import Recommender
 from bert4rec.store import Event, EventStore, MovieRecord, connect, import_dataset, migrate
-from bert4rec.training.retrain import CURRENT, LOCK_FILE, parse_every, retrain
+from bert4rec.training.retrain import CURRENT, LOCK_FILE, parse_every, point, retrain
 
 TINY_RECIPE = """format = "bert4rec-recipe"
 version = 1
@@ -95,3 +96,27 @@ def test_cli_runs_a_round_and_explains_bad_periods(store_url, recipe, tmp_path):
     result = runner.invoke(app, ["retrain", "--db", store_url, "--models", str(tmp_path / "m"), "--every", "soon"])
     assert result.exit_code == 2 and "give a number and a unit" in result.output
     assert [parse_every(p) for p in ("90s", "30m", "24h", "7d")] == [90, 1800, 86400, 604800]
+
+
+def test_the_live_link_moves_in_one_step_a_reader_never_finds_it_missing(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    link, missing, done = tmp_path / CURRENT, [], threading.Event()
+    point(link, tmp_path / "a")
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                os.readlink(link)
+            except FileNotFoundError:
+                missing.append(1)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for flip in range(2000):
+        point(link, tmp_path / "ab"[flip % 2])
+    done.set()
+    reader.join()
+    assert not missing
+    assert os.readlink(link) == "b"  # relative: the folder can move with its models
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", CURRENT]  # no temporary link left behind
