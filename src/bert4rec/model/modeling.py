@@ -103,18 +103,21 @@ class Bert4Rec(nn.Module):
             if given is not None:
                 getattr(self, name)[1 : self.config.num_items + 1] = given
 
-    def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) right-aligned token ids -> (B, L, H) hidden states."""
-        hidden, attend = self._embed(input_ids, token_type_ids)
+    def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+               table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) right-aligned token ids -> (B, L, H) hidden states. ``table``: ``token_table()``, where the caller
+        needs it too (computed once per pass)."""
+        hidden, attend = self._embed(input_ids, token_type_ids, table)
         for layer in self.bert.encoder.layer:
             hidden = layer(hidden, attention_mask=attend)
         return hidden
 
-    def encode_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                    table: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) right-aligned token ids -> (B, H) hidden state of the last position, what scoring reads. The last
         layer's output at one position needs every position's keys and values but only that position's query,
         attention output and feed-forward, so those are computed for it alone."""
-        hidden, attend = self._embed(input_ids, token_type_ids)
+        hidden, attend = self._embed(input_ids, token_type_ids, table)
         *inner, last = self.bert.encoder.layer
         for layer in inner:
             hidden = layer(hidden, attention_mask=attend)
@@ -130,7 +133,8 @@ class Bert4Rec(nn.Module):
         mixed = last.attention.output(context, tail)  # (B, 1, H)
         return last.output(last.intermediate(mixed), mixed)[:, 0]
 
-    def _embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+               table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) token ids -> (B, L, H) embeddings and the (B, 1, 1, L) mask of the positions attention may read
         (not padding). The layers are called directly: ``BertModel.forward`` would build the same mask, at a cost
         that shows in serving's latency."""
@@ -144,13 +148,14 @@ class Bert4Rec(nn.Module):
             token_type_ids = self.config.own_types(token_type_ids) if self.config.reads_types else None
         positions = self.config.max_len - from_end
         if self.config.reads_features:  # the same sums the output side scores with
-            hidden = self.bert.embeddings(inputs_embeds=F.embedding(input_ids, self._token_table()),
+            table = self.token_table() if table is None else table
+            hidden = self.bert.embeddings(inputs_embeds=F.embedding(input_ids, table),
                                           token_type_ids=token_type_ids, position_ids=positions)
         else:
             hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=positions)
         return hidden, (input_ids != 0)[:, None, None, :]
 
-    def _token_table(self) -> torch.Tensor:
+    def token_table(self) -> torch.Tensor:
         """(PAD + N + MASK, H): each token's embedding, plus its movie's genre and year parts where read."""
         table = self.bert.embeddings.word_embeddings.weight
         if self.config.genre_aware:
@@ -159,31 +164,34 @@ class Bert4Rec(nn.Module):
             table = table + self.year_embeddings(self.item_years)
         return table
 
-    def item_embeddings(self) -> torch.Tensor:
-        """(N, H): the (tied) input embeddings of the items, PAD and MASK left out."""
-        return self._token_table()[1 : self.config.num_items + 1]
+    def item_embeddings(self, table: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, H): the (tied) input embeddings of the items, PAD and MASK left out (rows of ``table``, if given)."""
+        return (self.token_table() if table is None else table)[1 : self.config.num_items + 1]
 
-    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+    def item_scores(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """(M, H) hidden states -> (M, N) item scores (logits); column j is item token j + 1."""
-        return self.head(hidden) @ self.item_embeddings().T + self.item_bias
+        return self.head(hidden) @ self.item_embeddings(table).T + self.item_bias
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 reduction: str = "mean", loss: ItemLoss = full_softmax, exclude_seen: bool = False) -> torch.Tensor:
         """Cloze loss over the masked positions only (labels != IGNORE), mean or sum. ``loss`` scores them against
         the catalogue: exact cross-entropy by default, or e.g. ``losses.SampledSoftmax``. With ``exclude_seen``
         each position's softmax leaves out the other items of its window, as evaluation leaves out the history."""
-        hidden = self.encode(input_ids, token_type_ids)  # (B, L, H)
+        table = self.token_table()  # (V, H), read on both sides
+        hidden = self.encode(input_ids, token_type_ids, table)  # (B, L, H)
         where = labels != IGNORE  # (B, L)
         exclude = None
         if exclude_seen:
             exclude = other_window_items(torch.where(where, labels, input_ids), where, self.config.num_items)
         # Only masked positions are scored, never B × L × N; the loss bounds the M × N part.
-        total = loss(self.head(hidden[where]), self.item_embeddings(), self.item_bias, labels[where] - 1, exclude)
+        total = loss(self.head(hidden[where]), self.item_embeddings(table), self.item_bias, labels[where] - 1,
+                     exclude)
         return total if reduction == "sum" else total / max(1, int(where.sum()))
 
     def score_last(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) sequences ending in [MASK] -> (B, N) scores for the item behind that last [MASK]."""
-        return self.item_scores(self.encode_last(input_ids, token_type_ids))
+        table = self.token_table()
+        return self.item_scores(self.encode_last(input_ids, token_type_ids, table), table)
 
     # ---------------------------------------------------------------------------------------- storage
 
