@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from bert4rec.serving.app import create_app
 from bert4rec.serving.recommender import Filters, Recommender
+from bert4rec.serving.schemas import RecommendationResponse
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,21 @@ def test_recommendations_by_ids_and_titles(client, recommender):
     assert all(item["because"]["movieId"] in {1, 2571, 296} for item in data["items"])
     direct = recommender.recommend_history([1, 2571, 296], k=7)
     assert [i["movieId"] for i in data["items"]] == [i["movieId"] for i in direct.items]
+
+
+@pytest.mark.parametrize("body", [
+    {"history": [{"movieId": 1}, {"title": "amelie"}, {"movieId": 296}], "k": 4},  # a title written with accents
+    {"history": [{"movieId": 1}], "k": 3, "explain": False},  # no "because"
+    {"history": [], "k": 2},  # the popularity fallback
+])
+def test_recommendation_bodies_are_what_the_response_model_writes(client, body):
+    # The routes send the body as built, skipping FastAPI's response model: it must be the same JSON, defaults and all.
+    raw = client.post("/recommendations", json=body)
+    assert raw.status_code == 200, raw.text
+    sent = raw.json()
+    assert sent == RecommendationResponse.model_validate(sent).model_dump(mode="json")
+    assert len(sent["items"]) == body["k"] and len(sent["history"]) == len(body["history"])
+    assert "Amélie" in raw.text or not body["history"][1:]
 
 
 def test_filters_and_cold_start(client):

@@ -129,6 +129,10 @@ def configure_access_log(log_format: str) -> None:
     access_log.handlers[:] = [handler]
     access_log.setLevel(logging.INFO)
     access_log.propagate = False
+    # No line of ours names its caller, thread or process: the logging HOWTO's "Optimization" switches keep every
+    # record from looking them up (the caller is a walk up the stack), on a path taken by every request.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 class JsonLines(logging.Formatter):

@@ -38,6 +38,7 @@ from bert4rec.serving.schemas import (
     Reloaded,
     UserIdPath,
     WatchedByTitle,
+    recommendations_body,
 )
 from bert4rec.serving.swap import DEFAULT_MAX_DROP, LiveModel, RefusedModelError
 from bert4rec.store import EventStore
@@ -116,10 +117,12 @@ def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: Event
             await app.state.event_writer.stop()
 
     async def may_read(request: Request) -> None:  # async: a plain def would run on a worker thread
-        if request.url.path not in UNPROTECTED and request.url.path != "/":
+        if request.scope["path"] not in UNPROTECTED and request.scope["path"] != "/":
             keys.check(request, write=False)
 
-    app = FastAPI(title="bert4rec", version="1", lifespan=lifespan, dependencies=[Depends(may_read)],
+    # Open reads skip the check altogether: a dependency costs every request a share of its time.
+    read_check = [Depends(may_read)] if keys.reads_need_key else []
+    app = FastAPI(title="bert4rec", version="1", lifespan=lifespan, dependencies=read_check,
                   description="BERT4Rec movie recommendations: search the catalogue, recommend after a history; "
                               "with an event store, record what users do and recommend from it.")
     app.state.batcher, app.state.metrics, app.state.live = batcher, metrics, live
@@ -208,26 +211,27 @@ def _add_catalogue_routes(app: FastAPI, live: LiveModel, added: AddedMovies | No
 def _add_recommendation_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, user_route: bool) -> None:
     # Each request takes the live model once, at its start, and keeps it to the end, even if a swap comes between.
     @app.post("/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
-    async def recommend(request: RecommendationRequest) -> dict:
+    async def recommend(request: RecommendationRequest) -> JSONResponse:
         recommender = live.recommender
         filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
                           request.year_max, request.liked)
         recommender.check_request(request.k, filters)
         rows, types = _history(recommender, request)
-        if len(rows) == 0:
-            return recommender.recommend_rows(rows, request.k, filters).to_dict()  # popularity, no model call
-        return (await batcher.recommend(recommender, rows, types, request.k, filters, request.explain)).to_dict()
+        if len(rows) == 0:  # popularity, no model call
+            return recommendations_body(recommender.recommend_rows(rows, request.k, filters))
+        return recommendations_body(await batcher.recommend(recommender, rows, types, request.k, filters,
+                                                             request.explain))
 
     if not user_route:
         return
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
-    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> dict:
+    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> JSONResponse:
         recommender = live.recommender
         filters = Filters(liked=liked)
         recommender.check_request(k, filters)
         rows, types = recommender.user_history(userId), recommender.user_types(userId)
-        return (await batcher.recommend(recommender, rows, types, k, filters, True)).to_dict()
+        return recommendations_body(await batcher.recommend(recommender, rows, types, k, filters, True))
 
 
 def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None, metrics: Metrics, keys: Keys,

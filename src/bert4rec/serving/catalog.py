@@ -9,8 +9,10 @@ trailing or leading article dropped, the alternate title in parentheses as a sec
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import unicodedata
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -83,6 +85,16 @@ class Catalog:
     def describe(self, rows: np.ndarray) -> list[dict]:
         """movieId, title, year and genres of catalogue rows (fresh dicts, safe to extend)."""
         return [dict(self._described[row], genres=list(self._described[row]["genres"])) for row in rows]
+
+    def json_list(self, rows: np.ndarray) -> str:
+        """The movies of catalogue rows as a JSON array, as the REST API's Movie writes them, joined from each
+        movie's JSON encoded once: a long history costs a join, not a dict and an encoding per movie per request."""
+        encoded = self._encoded
+        return "[" + ",".join([encoded[row] for row in rows]) + "]"
+
+    @cached_property
+    def _encoded(self) -> list[str]:
+        return [json.dumps({**movie, "recommendable": True}, ensure_ascii=False) for movie in self._described]
 
     def _tiers(self, query: str) -> np.ndarray:
         """Match tier of every movie for a query: 0 exact as written, 1 exact up to articles, 2 prefix,

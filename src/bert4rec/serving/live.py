@@ -42,6 +42,7 @@ from bert4rec.serving.schemas import (
     RecommendationResponse,
     StoredEvent,
     UserIdPath,
+    recommendations_body,
 )
 from bert4rec.serving.swap import LiveModel
 from bert4rec.store import Event, EventStore, History, MovieRecord
@@ -97,8 +98,9 @@ class AddedMovies:
 def model_history(recommender: Recommender, history: History) -> tuple[np.ndarray, np.ndarray]:
     """Catalogue rows and packed token types of a stored history, without the movies the model does not know."""
     known = recommender.catalog.row_of_id
-    keep = np.isin(history.movie_ids, known.index.to_numpy())
-    rows = np.array(known.reindex(history.movie_ids[keep]), dtype=np.int64)
+    positions = known.index.get_indexer(history.movie_ids)  # -1: unknown to the model; one hash look-up each
+    keep = positions >= 0
+    rows = known.to_numpy()[positions[keep]].astype(np.int64)
     types = history_types(len(rows), history.ratings[keep].tolist(), history.timestamps[keep].tolist())
     return rows, types
 
@@ -121,7 +123,7 @@ def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store:
     errors = {status: {"model": ErrorBody} for status in (401, 403, 404, 409, 413, 422, 503)}
 
     @app.post("/events", response_model=EventsWritten, dependencies=writes, responses=errors)
-    async def post_events(body: EventBatch | EventIn) -> dict:
+    async def post_events(body: EventBatch | EventIn) -> JSONResponse:
         """Store one event or a batch (all or none). Unknown users are created; an unknown movieId is a 422 that
         names it. Acknowledged events are committed."""
         batch = body if isinstance(body, list) else [body]
@@ -160,7 +162,7 @@ def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store:
         return added.describe(movie.movieId)
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
-    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> dict:
+    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> JSONResponse:
         """Recommendations from the user's stored events, read now (the latest event counts)."""
         recommender = live.recommender  # kept to the end, even if a swap comes between
         filters = Filters(liked=liked)
@@ -168,8 +170,8 @@ def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store:
         stored = await reader.history(userId)
         rows, types = model_history(recommender, stored) if stored is not None else (np.empty(0, np.int64), None)
         if len(rows) == 0:
-            return recommender.recommend_rows(rows, k, filters).to_dict()  # popularity, flagged
-        return (await batcher.recommend(recommender, rows, types, k, filters, True)).to_dict()
+            return recommendations_body(recommender.recommend_rows(rows, k, filters))  # popularity, flagged
+        return recommendations_body(await batcher.recommend(recommender, rows, types, k, filters, True))
 
     return added
 

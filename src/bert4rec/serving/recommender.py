@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,14 @@ class Filters:
 @dataclass
 class Recommendations:
     items: list[dict]  # movieId, title, year, genres, score — best first
-    history: list[dict] = field(default_factory=list)  # the movies the recommendation was based on
+    catalog: Catalog = field(repr=False)
+    history_rows: np.ndarray  # catalogue rows of the movies the recommendation was based on, oldest first
     fallback: str | None = None  # "popularity" when the history gave the model nothing to work with
+
+    @cached_property
+    def history(self) -> list[dict]:
+        """The movies it was based on, described when first asked for: a stored history can run to thousands."""
+        return self.catalog.describe(self.history_rows)
 
     def to_dict(self) -> dict:
         return {"items": self.items, "history": self.history, "fallback": self.fallback}
@@ -168,7 +175,7 @@ class Recommender:
         if explain and len(history_rows) and items:
             for item, because in zip(items, self._because(rows[keep], history_rows), strict=True):
                 item["because"] = because
-        return Recommendations(items, self.catalog.describe(history_rows), fallback)
+        return Recommendations(items, self.catalog, history_rows, fallback)
 
     def _because(self, rows: np.ndarray, history_rows: np.ndarray, recent: int = 50) -> list[dict]:
         """For each recommended movie, the recent history movie closest to it in the model's item embedding."""
