@@ -27,8 +27,8 @@ REPO = HERE.parent
 # The settings the "settings" column leaves out: the paper recipe as the quality runs have used it.
 PAPER = {"hidden": 64, "layers": 2, "heads": 2, "max_len": 200, "dropout": 0.2, "attention_dropout": 0.0,
          "mask_prob": 0.2, "last_item_fraction": 0.1, "lr": 1e-3, "batch_size": 128, "loss": "full",
-         "rating_aware": False, "time_aware": False, "exclude_seen": False, "ema_decay": 0.0, "holdout": "valid",
-         "shift_windows": False, "seed": 0}
+         "rating_aware": False, "time_aware": False, "genre_aware": False, "year_aware": False,
+         "exclude_seen": False, "ema_decay": 0.0, "holdout": "valid", "shift_windows": False, "seed": 0}
 MARKER = re.compile(r"<!-- table: (?P<name>[\w-]+) .*?-->\n(?P<body>.*?)<!-- end table -->", re.S)
 
 

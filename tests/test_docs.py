@@ -34,3 +34,13 @@ def test_a_table_edited_by_hand_is_caught(tmp_path):
 
 def test_readme_stays_short():
     assert len((REPO / "README.md").read_bytes()) <= 20_000
+
+
+def test_the_settings_column_names_every_switch_a_quality_run_can_flip():
+    # A switch the column leaves out makes two different runs read as the same settings.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import doc_tables
+    import quality
+
+    assert set(quality.FLAGS["bool"]) <= set(doc_tables.PAPER)
+    assert "genre-aware True" in doc_tables.settings({**doc_tables.PAPER, "genre_aware": True})
