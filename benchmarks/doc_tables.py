@@ -349,6 +349,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "headline": headline_table,
     "ml1m-runs": lambda: metrics_table("ml1m", ML1M_RUNS, {"ml1m-b16-ra-time-excl-ema-shift-190ep-holdout-test": "§"}),
     "ml1m-e20": lambda: runs_table("ml1m", named("ml1m-e20-*"), E20_NOTES),
+    "ml1m-features": lambda: runs_table("ml1m", named("ml1m-best-e20*")),
     "ml1m-40ep": lambda: runs_table("ml1m", [*named("ml1m-abl-*"), "ml1m-h128-60ep", "ml1m-paper-config-200ep"]),
     "ml100k": lambda: runs_table("ml100k", named("ml100k-*")),
     "mllatestsmall": lambda: runs_table("mllatestsmall", named("mllatestsmall-*")),

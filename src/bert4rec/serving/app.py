@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -211,7 +211,7 @@ def _add_catalogue_routes(app: FastAPI, live: LiveModel, added: AddedMovies | No
 def _add_recommendation_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, user_route: bool) -> None:
     # Each request takes the live model once, at its start, and keeps it to the end, even if a swap comes between.
     @app.post("/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
-    async def recommend(request: RecommendationRequest) -> JSONResponse:
+    async def recommend(request: RecommendationRequest) -> Response:
         recommender = live.recommender
         filters = Filters(request.exclude_seen, None, request.exclude, request.genres, request.year_min,
                           request.year_max, request.liked)
@@ -226,7 +226,7 @@ def _add_recommendation_routes(app: FastAPI, live: LiveModel, batcher: MicroBatc
         return
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=ERROR_RESPONSES)
-    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> JSONResponse:
+    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> Response:
         recommender = live.recommender
         filters = Filters(liked=liked)
         recommender.check_request(k, filters)

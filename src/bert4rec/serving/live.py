@@ -18,7 +18,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bert4rec.data.movielens import NO_GENRES, parse_year
@@ -162,7 +162,7 @@ def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store:
         return added.describe(movie.movieId)
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)
-    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> JSONResponse:
+    async def recommend_user(userId: UserIdPath, k: KQuery = 10, liked: LikedQuery = False) -> Response:
         """Recommendations from the user's stored events, read now (the latest event counts)."""
         recommender = live.recommender  # kept to the end, even if a swap comes between
         filters = Filters(liked=liked)
