@@ -88,6 +88,16 @@ def test_cold_start_falls_back_to_popularity(recommender):
     assert recommender.recommend_history([1], k=5).fallback is None
 
 
+def test_recommendations_compare_by_what_they_say(recommender):
+    history = [1, 356, 296]
+    same = recommender.recommend_history(history, k=5)
+    assert same == recommender.recommend_history(history, k=5)
+    assert same != recommender.recommend_history(history, k=4)
+    assert same != recommender.recommend_history([1, 356], k=5)
+    assert same != recommender.recommend_history([], k=5)
+    assert same != same.to_dict()
+
+
 def test_batch_equals_one_by_one(recommender):
     users = [int(u) for u in recommender.user_index.index[[0, 5, 17, 300]]]
     batch = recommender.recommend_users(users, k=7)
