@@ -1,7 +1,7 @@
 """The event store under load, through `bert4rec serve MODEL --db`: ingest throughput, and recommendation latency
 while events keep arriving, on SQLite and on PostgreSQL.
 
-    .venv/bin/python benchmarks/events.py MODEL_DIR [--backends sqlite postgresql] [--repeats 3]
+    .venv/bin/python benchmarks/events.py MODEL_DIR [--backends sqlite postgresql] [--repeats 3] [--workers N]
 
 For each backend: a new store (SQLite in a temporary folder; PostgreSQL on a server started for the run, as the
 tests do: tests/postgres.py), the model's dataset imported into it, then the server in its own process on a free
@@ -182,7 +182,8 @@ def run_backend(backend: str, args, folder: Path) -> dict:
     users, movies = table["user_id"].unique(), table["item_id"].unique()
     phases = {"batched": [], "single": [], "recommend_with_writer": [], "recommend_alone": []}
     try:
-        with running_server(args.model_dir, args.threads, {"BERT4REC_API_KEYS": KEY}, ("--db", url_db)) as url:
+        with running_server(args.model_dir, args.threads, {"BERT4REC_API_KEYS": KEY},
+                            ("--db", url_db, "--workers", str(args.workers))) as url:
             for repeat in range(args.repeats):
                 rows = {
                     "batched": asyncio.run(batched_ingest(url, movies, args.batch_clients, args.batches, repeat)),
@@ -217,10 +218,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="recommendation requests per repeat")
     parser.add_argument("--writer-rate", type=float, default=500, help="events/s the writer adds meanwhile")
     parser.add_argument("--threads", type=int, default=1, help="model threads of the server (serve --threads)")
-    parser.add_argument("--out", type=Path, default=HERE / "results/events.json")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    parser.add_argument("--out", type=Path, help="default benchmarks/results/events.json, or events-workersN.json")
     args = parser.parse_args()
+    args.out = args.out or HERE / "results" / ("events.json" if args.workers == 1 else
+                                               f"events-workers{args.workers}.json")
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (client, server and database share them)",
-              "model_dir": str(args.model_dir), "server_threads": args.threads, "repeats": args.repeats,
+              "model_dir": str(args.model_dir), "server_threads": args.threads, "server_workers": args.workers,
+              "repeats": args.repeats,
               "batch_clients": args.batch_clients, "writer_rate": args.writer_rate, "backends": {}}
     for backend in args.backends:
         with tempfile.TemporaryDirectory() as folder:

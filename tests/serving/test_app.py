@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 
 import httpx
@@ -28,6 +29,7 @@ def client(recommender):
 def test_health_and_docs(client):
     health = client.get("/health").json()
     assert health.pop("model")["version"] == "in memory"  # built from a Recommender, not loaded from a folder
+    assert health.pop("process") == os.getpid()  # the test client calls the app in this process
     assert health == {"status": "ok", "movies": 3650, "users": 610, "rating_aware": False, "time_aware": False,
                       "genre_aware": False, "year_aware": False,
                       "store": None, "refused": None, "watchS": None}

@@ -1,11 +1,13 @@
 """Servers as separate processes. Nothing acknowledged is lost: the server is killed (SIGKILL) five times while
 several clients write events, retrying whatever got no answer with the same eventIds; afterwards every event is in
-the store exactly once. And eight server processes writing one SQLite file at once never fail a client."""
+the store exactly once. Eight server processes writing one SQLite file at once never fail a client. And the workers
+of one server (--workers) see each other's events, added movies and reloaded models, and count requests together."""
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,11 +16,16 @@ import threading
 import time
 
 import httpx
+import torch
+from prometheus_client.parser import text_string_to_metric_families
 
+from bert4rec.model.config import Bert4RecConfig
+from bert4rec.model.modeling import Bert4Rec
 from bert4rec.serving.recommender import Recommender
 from bert4rec.store import EventStore, MovieRecord, connect, migrate
 
 KEY = "crash-test-key-" + "c" * 20
+ADMIN = "admin-test-key-" + "a" * 20
 CLIENTS, BATCH = 4, 5
 
 
@@ -28,11 +35,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(model_dir, url_db: str, port: int) -> subprocess.Popen:
+def launch(model_dir, url_db: str, port: int, *options: str, stderr=subprocess.DEVNULL,
+           **environment: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bert4rec.cli", "serve", str(model_dir), "--db", url_db,
-                             "--port", str(port), "--threads", "1"],
-                            env=os.environ | {"BERT4REC_API_KEYS": KEY}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             "--port", str(port), "--threads", "1", *options],
+                            env=os.environ | {"BERT4REC_API_KEYS": KEY} | environment, stdout=subprocess.DEVNULL,
+                            stderr=stderr)
 
 
 def wait_ready(server: subprocess.Popen, port: int) -> subprocess.Popen:
@@ -150,3 +158,94 @@ def test_eight_server_processes_writing_one_sqlite_file_never_fail_a_client(untr
             server.wait(10)
     assert statuses == [200] * 8 * 20
     assert store.counts()["events"] == 8 * 20 * 25
+
+
+def connection_to_each_worker(port: int, workers: int) -> tuple[dict[int, httpx.Client], int]:
+    """One kept-alive connection to each worker, by the process id its /health names (a connection stays with the
+    worker that accepted it), and how many times /health was asked."""
+    found: dict[int, httpx.Client] = {}
+    for asked in range(1, 301):
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                            headers={"Authorization": f"Bearer {KEY}"})
+        process = http.get("/health").json()["process"]
+        if process in found:
+            http.close()
+        else:
+            found[process] = http
+        if len(found) == workers:
+            return found, asked
+    raise AssertionError(f"{len(found)} of {workers} workers answered")
+
+
+def test_the_workers_of_one_server_share_events_added_movies_reloads_and_metrics(untrained_model_dir, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        shutil.copytree(untrained_model_dir, folder)
+    torch.manual_seed(1)
+    Bert4Rec(Bert4RecConfig.load(b)).save(b)  # other weights, the same catalogue
+    current = tmp_path / "current"
+    current.symlink_to(a)
+    url_db = f"sqlite:///{tmp_path / 'events.db'}"
+    _, movies = new_store(a, url_db)
+    port, scratch, log = free_port(), tmp_path / "scratch", tmp_path / "server.log"
+    scratch.mkdir()
+    with open(log, "w") as stderr:
+        server = launch(current, url_db, port, "--workers", "2", stderr=stderr, TMPDIR=str(scratch),
+                        BERT4REC_ADMIN_KEYS=ADMIN)
+    try:
+        wait_ready(server, port)
+        connections, health_asked = connection_to_each_worker(port, 2)
+        first, second = connections.items()
+
+        def on(worker, method: str, path: str, **options) -> httpx.Response:
+            nonlocal health_asked
+            process, http = worker
+            assert http.get("/health").json()["process"] == process  # still the same worker
+            health_asked += 1 + (path == "/health")
+            return http.request(method, path, **options)
+
+        # An event acknowledged by one worker shapes the next recommendation of the other.
+        watched = movies[:3]
+        events = [{"userId": 5000, "movieId": m, "timestamp": 1_700_000_000 + i} for i, m in enumerate(watched)]
+        assert on(first, "POST", "/events", json=events).json() == {"stored": 3, "duplicates": 0}
+        found = on(second, "GET", "/users/5000/recommendations").json()
+        assert found["fallback"] is None
+        assert [m["movieId"] for m in found["history"]] == watched
+        assert not set(watched) & {m["movieId"] for m in found["items"]}
+
+        # A movie added through one is found by the other, by id and by title.
+        added = {"movieId": 10**9, "title": "Workers Together (2026)", "genres": ["Drama"]}
+        assert on(first, "POST", "/movies", json=added).status_code == 201
+        assert on(second, "GET", f"/movies/{10**9}").json()["recommendable"] is False
+        assert [m["movieId"] for m in on(second, "GET", "/movies", params={"q": "workers together"}).json()][:1] \
+            == [10**9]
+
+        # A model made live on one goes live on the other within a second or so.
+        before = on(second, "GET", "/health").json()["model"]["version"]
+        point = current.with_name("current.new")
+        point.symlink_to(b)
+        os.replace(point, current)
+        reloaded = on(first, "POST", "/admin/reload", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert reloaded.status_code == 200, reloaded.text
+        after = reloaded.json()["model"]["version"]
+        assert after != before
+        deadline = time.time() + 4  # well within the connection's keep-alive
+        while on(second, "GET", "/health").json()["model"]["version"] != after:
+            assert time.time() < deadline, "the other worker kept the old model"
+            time.sleep(0.2)
+
+        # /metrics counts the requests of both workers, whichever answers it.
+        for worker in (first, second):
+            families = text_string_to_metric_families(on(worker, "GET", "/metrics").text)
+            counted = sum(sample.value for family in families if family.name == "bert4rec_requests"
+                          for sample in family.samples if sample.name == "bert4rec_requests_total"
+                          and sample.labels["route"] == "/health")
+            assert counted == health_asked
+        for _, http in (first, second):
+            http.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert server.returncode == 0
+    assert "Traceback" not in log.read_text()
+    assert list(scratch.iterdir()) == []  # the workers' shared folder went with them

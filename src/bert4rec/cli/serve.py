@@ -25,7 +25,12 @@ def serve_command(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     device: Annotated[str, typer.Option(help="cpu, cuda or mps.")] = "cpu",
     threads: Annotated[int | None, typer.Option(
-        help="CPU threads for the model (default: PyTorch's). Leave cores for the event loop under load.")] = None,
+        help="CPU threads for the model in each worker (default: PyTorch's, or the cores shared out among the "
+             "workers). Leave cores for the event loop under load.")] = None,
+    workers: Annotated[int, typer.Option(
+        help="Server processes, each with its own copy of the model, taking turns on the port. With --db they share "
+             "the store, so every worker sees every event at once; a reload or an added movie reaches them all, "
+             "and /metrics sums over them.")] = 1,
     db: Annotated[str | None, typer.Option(
         "--db", help="An event store (made by `bert4rec db init`): POST /events records what users do, and their "
                      "recommendations follow it at once. A SQLite file or a PostgreSQL URL; $BERT4REC_DB is not "
@@ -57,7 +62,7 @@ def serve_command(
     if not 0 <= max_drop <= 1:
         raise Bert4RecError(f"--max-drop is a share between 0 and 1, not {max_drop}")
     serve(str(model_dir), host, port, device, threads, db, api_keys_file, open_writes, read_key, log_format.value,
-          watch, max_drop)
+          watch, max_drop, workers)
 
 
 @command("export")

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import HTTPException, Request
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from bert4rec.errors import Bert4RecError
+from bert4rec.serving.workers import MULTIPROCESS_ENV
 
 API_KEYS_ENV = "BERT4REC_API_KEYS"  # comma-separated keys that may write (and read)
 READ_KEYS_ENV = "BERT4REC_READ_KEYS"  # comma-separated keys that may only read
@@ -117,6 +118,15 @@ class Metrics:
         self.events_duplicate = Counter("bert4rec_events_duplicate", "Events not stored again (same eventId)",
                                         registry=r)
         self.store_errors = Counter("bert4rec_store_errors", "Store operations that failed", registry=r)
+
+    def exposition(self) -> bytes:
+        """What ``/metrics`` answers: this process's metrics, or, in a server of several workers, all of theirs
+        summed (prometheus_client's multiprocess mode: each worker writes its values to files of one folder)."""
+        if MULTIPROCESS_ENV not in os.environ:
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        multiprocess.MultiProcessCollector(everyone)
+        return generate_latest(everyone)
 
 
 access_log = logging.getLogger("bert4rec.access")

@@ -7,7 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
+import logging
 import math
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from typing import Annotated
 
@@ -16,7 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from bert4rec.errors import AmbiguousTitleError, Bert4RecError, StoreError, UnknownItemError, UnknownUserError
@@ -41,6 +47,7 @@ from bert4rec.serving.schemas import (
     recommendations_body,
 )
 from bert4rec.serving.swap import DEFAULT_MAX_DROP, LiveModel, RefusedModelError
+from bert4rec.serving.workers import FOLLOW_S, MULTIPROCESS_ENV, SETTINGS_ENV, Peers
 from bert4rec.store import EventStore
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -94,10 +101,11 @@ def _history(recommender: Recommender, request: RecommendationRequest) -> tuple[
 
 
 def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: EventStore | None = None,
-               keys: Keys | None = None, watch_s: float | None = None) -> FastAPI:
+               keys: Keys | None = None, watch_s: float | None = None, peers: Peers | None = None) -> FastAPI:
     """The FastAPI app: catalogue search, recommendations (micro-batched), the web page, health and metrics; with a
     ``store``, events in and recommendations that follow them (``live.py``). A LiveModel loaded from a folder can
-    be reloaded (``POST /admin/reload``, or every ``watch_s`` seconds when the folder holds a new model)."""
+    be reloaded (``POST /admin/reload``, or every ``watch_s`` seconds when the folder holds a new model). ``peers``:
+    the other workers of a server of several processes (``workers.py``)."""
     keys = keys or Keys()
     metrics = Metrics()
     live = model if isinstance(model, LiveModel) else LiveModel(model)
@@ -105,9 +113,12 @@ def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: Event
 
     async def lifespan(app: FastAPI):
         batcher.start()
-        watcher = asyncio.get_running_loop().create_task(live.watch(watch_s)) if watch_s else None
+        loop = asyncio.get_running_loop()
+        watchers = [loop.create_task(live.watch(watch_s))] if watch_s else []
+        if peers is not None:
+            watchers.append(loop.create_task(live.follow(peers.model.received, FOLLOW_S)))
         yield
-        if watcher is not None:
+        for watcher in watchers:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
@@ -125,16 +136,16 @@ def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: Event
     app = FastAPI(title="bert4rec", version="1", lifespan=lifespan, dependencies=read_check,
                   description="BERT4Rec movie recommendations: search the catalogue, recommend after a history; "
                               "with an event store, record what users do and recommend from it.")
-    app.state.batcher, app.state.metrics, app.state.live = batcher, metrics, live
+    app.state.batcher, app.state.metrics, app.state.live, app.state.store = batcher, metrics, live, store
     app.add_middleware(BodyLimit)
     app.add_middleware(Observed, metrics=metrics)
     _add_error_handlers(app, metrics)
     added = None
     if store is not None:
-        added = add_live_routes(app, live, batcher, store, keys, metrics, max_batch)
+        added = add_live_routes(app, live, batcher, store, keys, metrics, max_batch, peers)
     _add_catalogue_routes(app, live, added)
     _add_recommendation_routes(app, live, batcher, user_route=store is None)
-    _add_operator_routes(app, live, store, metrics, keys, watch_s)
+    _add_operator_routes(app, live, store, metrics, keys, watch_s, peers)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -195,6 +206,7 @@ def _add_catalogue_routes(app: FastAPI, live: LiveModel, added: AddedMovies | No
             return catalog.describe(np.argsort(-catalog.popularity, kind="stable")[:limit])
         if added is None:
             return catalog.search(q, limit)
+        await added.catch_up()
         found = search_catalogues([catalog, added.catalog], q, limit)
         return [dict(m, recommendable=m["movieId"] in catalog.row_of_id.index) for m in found]
 
@@ -203,8 +215,10 @@ def _add_catalogue_routes(app: FastAPI, live: LiveModel, added: AddedMovies | No
         catalog = live.recommender.catalog
         if movieId in catalog.row_of_id.index:
             return catalog.describe(np.array([catalog.row_of_id[movieId]]))[0]
-        if added is not None and (movie := added.describe(movieId)) is not None:
-            return movie
+        if added is not None:
+            await added.catch_up()
+            if (movie := added.describe(movieId)) is not None:
+                return movie
         raise HTTPException(404, f"unknown movie id {movieId}")
 
 
@@ -235,14 +249,15 @@ def _add_recommendation_routes(app: FastAPI, live: LiveModel, batcher: MicroBatc
 
 
 def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None, metrics: Metrics, keys: Keys,
-                         watch_s: float | None) -> None:
+                         watch_s: float | None, peers: Peers | None) -> None:
     @app.get("/health", response_model=Health)
     async def health() -> Health:
         recommender, config = live.recommender, live.recommender.model.config
         return Health(status="ok", movies=len(recommender.catalog), users=len(recommender.user_index),
                       rating_aware=config.rating_aware, time_aware=config.time_aware,
                       genre_aware=config.genre_aware, year_aware=config.year_aware,
-                      store=store.name if store else None, model=live.state(), refused=live.refusal, watchS=watch_s)
+                      store=store.name if store else None, model=live.state(), refused=live.refusal, watchS=watch_s,
+                      process=os.getpid())
 
     async def may_administer(request: Request) -> None:
         keys.check_admin(request)
@@ -251,11 +266,14 @@ def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None
               responses={status: {"model": ErrorBody} for status in (401, 403, 409)})
     async def reload() -> dict:
         """Load the model the server's model folder holds now and make it live, between two requests; a model that
-        fails to load or does worse on validation than allowed is refused (409) and the live one stays."""
+        fails to load or does worse on validation than allowed is refused (409) and the live one stays. With
+        several workers, the others load it within a second."""
         try:
             await live.reload()
         except RefusedModelError as exc:
             raise HTTPException(409, f"model refused, the live one stays: {exc}") from None
+        if peers is not None:
+            peers.model.send()
         return {"status": "live", "model": live.state()}
 
     @app.get("/health/live", response_model=Ready)
@@ -273,31 +291,105 @@ def _add_operator_routes(app: FastAPI, live: LiveModel, store: EventStore | None
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
         """Prometheus metrics: requests and latency per route, micro-batch sizes, events stored, store errors."""
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+@dataclass(frozen=True)
+class ServeSettings:
+    """What ``bert4rec serve`` was asked for: each worker of a server of several processes builds its app from it."""
+
+    model_dir: str
+    device: str = "cpu"
+    threads: int | None = None
+    db: str | None = None
+    api_keys_file: str | None = None
+    open_writes: bool = False
+    read_key: bool = False
+    log_format: str = "text"
+    watch_s: float | None = None
+    max_drop: float = DEFAULT_MAX_DROP
+    workers: int = 1
+    shared_dir: str | None = None  # where the workers of one server leave each other signals (set by serve)
+
+
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           threads: int | None = None, db: str | None = None, api_keys_file: str | None = None,
           open_writes: bool = False, read_key: bool = False, log_format: str = "text", watch_s: float | None = None,
-          max_drop: float = DEFAULT_MAX_DROP) -> None:
-    import torch
+          max_drop: float = DEFAULT_MAX_DROP, workers: int = 1) -> None:
     import uvicorn
 
-    keys = Keys.configured(api_keys_file, read_key, open_writes)
-    store = EventStore.open(db) if db is not None else None
-    if store is not None and not keys.write and not open_writes:
-        raise Bert4RecError(f"a server with an event store takes writes: give API keys ({API_KEYS_ENV} or "
-                            "--api-keys-file), or --open-writes to try it on this machine only")
+    settings = ServeSettings(str(model_dir), device, threads, db, None if api_keys_file is None else str(api_keys_file),
+                             open_writes, read_key, log_format, watch_s, max_drop, workers)
     if open_writes and host not in LOOPBACK:
         raise Bert4RecError(f"--open-writes lets anyone write, so it listens on 127.0.0.1 only, not {host}")
+    if workers < 1:
+        raise Bert4RecError(f"--workers is a number of processes, at least 1 (not {workers})")
+    app = build_app(settings)  # every mistake shows here, once, rather than in each worker
+    if workers == 1:
+        gc.freeze()  # the loaded model and catalogue never die: keep them out of every garbage collection
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # ours logs each request once
+        return
+    if app.state.store is not None:
+        app.state.store.close()
+    del app  # each worker loads its own
+    with tempfile.TemporaryDirectory(prefix="bert4rec-serve-") as shared:
+        metrics_dir = os.path.join(shared, "metrics")
+        os.mkdir(metrics_dir)
+        environment = {SETTINGS_ENV: json.dumps(asdict(replace(settings, shared_dir=shared))),
+                       MULTIPROCESS_ENV: metrics_dir}
+        with _environment(environment):  # the workers are new processes: they inherit it
+            uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port,
+                        log_level="info", access_log=False)
+
+
+def build_app(settings: ServeSettings) -> FastAPI:
+    """The app ``settings`` ask for, its model loaded and its store opened; a Bert4RecError says what is wrong."""
+    import torch
+
+    keys = Keys.configured(settings.api_keys_file, settings.read_key, settings.open_writes)
+    if settings.watch_s is not None and not settings.watch_s > 0:
+        raise Bert4RecError(f"--watch takes the seconds between looks, above 0 (not {settings.watch_s})")
+    store = EventStore.open(settings.db) if settings.db is not None else None
+    if store is not None and not keys.write and not settings.open_writes:
+        raise Bert4RecError(f"a server with an event store takes writes: give API keys ({API_KEYS_ENV} or "
+                            "--api-keys-file), or --open-writes to try it on this machine only")
+    threads = settings.threads or (max(1, (os.cpu_count() or 1) // settings.workers) if settings.workers > 1
+                                   else None)
     if threads:
         torch.set_num_threads(threads)  # the model's share of the cores; the event loop needs the rest
-    if watch_s is not None and not watch_s > 0:
-        raise Bert4RecError(f"--watch takes the seconds between looks, above 0 (not {watch_s})")
-    app = create_app(LiveModel.load(model_dir, device, max_drop), store=store, keys=keys, watch_s=watch_s)
-    configure_access_log(log_format)
-    gc.freeze()  # the loaded model and catalogue never die: keep them out of every garbage collection
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # ours logs each request once
+    peers = Peers(settings.shared_dir) if settings.shared_dir is not None else None
+    app = create_app(LiveModel.load(settings.model_dir, settings.device, settings.max_drop), store=store, keys=keys,
+                     watch_s=settings.watch_s, peers=peers)
+    configure_access_log(settings.log_format)
+    return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker of a server of several processes: uvicorn calls this in each worker it starts."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
+    try:
+        app = build_app(settings)
+    except Bert4RecError as exc:  # e.g. the store went away since the parent checked
+        logging.getLogger("uvicorn.error").error("a worker could not start: %s", exc)
+        sys.exit(STARTUP_FAILURE)  # uvicorn then stops the server rather than start the worker again and again
+    gc.freeze()
+    return app
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

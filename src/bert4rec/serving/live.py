@@ -45,6 +45,7 @@ from bert4rec.serving.schemas import (
     recommendations_body,
 )
 from bert4rec.serving.swap import LiveModel
+from bert4rec.serving.workers import Peers, Signal
 from bert4rec.store import Event, EventStore, History, MovieRecord
 
 HISTORY_LIMIT = MAX_HISTORY  # the newest events read per user: the model reads fewer, seen-exclusion uses them all
@@ -70,8 +71,9 @@ class AddedMovies:
     """Movies in the store that the model does not know (added after it was trained): searchable, not yet
     recommendable."""
 
-    def __init__(self, store: EventStore, known: pd.Index):
+    def __init__(self, store: EventStore, known: pd.Index, signal: Signal | None = None):
         self.store, self.known = store, known
+        self.signal = signal  # with several workers: replaced by the one that adds a movie
         self.catalog = self._load()
 
     def _load(self) -> Catalog:
@@ -87,6 +89,17 @@ class AddedMovies:
         if known is not None:
             self.known = known
         self.catalog = self._load()
+
+    async def catch_up(self) -> None:
+        """Read the added movies again if another worker of this server has added one since this one looked."""
+        if self.signal is not None and self.signal.received():
+            await run_in_threadpool(self.refresh)
+
+    async def added_here(self) -> None:
+        """Read the added movies again after this worker added one, and tell the others."""
+        await run_in_threadpool(self.refresh)
+        if self.signal is not None:
+            self.signal.send()
 
     def describe(self, movie_id: int) -> dict | None:
         rows = self.catalog.row_of_id
@@ -106,14 +119,14 @@ def model_history(recommender: Recommender, history: History) -> tuple[np.ndarra
 
 
 def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store: EventStore, keys: Keys,
-                    metrics: Metrics, max_batch: int) -> AddedMovies:
+                    metrics: Metrics, max_batch: int, peers: Peers | None = None) -> AddedMovies:
     """The store's routes, and user recommendations read from it. Returns the added-movies catalogue."""
     reader = HistoryReader(store, max_batch, metrics.batch_size.labels("store").observe)
     # Writes, too, are gathered: the requests waiting at one moment are committed in one transaction, one flush to
     # disk for all, on one thread, so concurrent writers never queue on the database's lock.
     writer = Batcher(store.add_event_batches, max_batch, "writes", metrics.batch_size.labels("writes").observe)
     app.state.history_reader, app.state.event_writer = reader, writer
-    added = AddedMovies(store, live.recommender.catalog.row_of_id.index)
+    added = AddedMovies(store, live.recommender.catalog.row_of_id.index, peers.movies if peers else None)
     live.on_swap.append(lambda recommender: added.refresh(recommender.catalog.row_of_id.index))
 
     async def may_write(request: Request) -> None:
@@ -158,7 +171,7 @@ def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store:
                              "|".join(movie.genres) or NO_GENRES)
         if await run_in_threadpool(store.add_movies, [record]) == 0:
             raise HTTPException(409, f"movie id {movie.movieId} was already added")
-        await run_in_threadpool(added.refresh)
+        await added.added_here()
         return added.describe(movie.movieId)
 
     @app.get("/users/{userId}/recommendations", response_model=RecommendationResponse, responses=errors)

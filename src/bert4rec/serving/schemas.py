@@ -122,6 +122,8 @@ class Health(BaseModel):
     refused: Refusal | None = Field(None, description="The last model refused since the live one went live.")
     watchS: float | None = Field(None, description="Seconds between looks at the model folder for a new model "
                                                    "(--watch); None: reloads only when asked.")
+    process: int = Field(description="The id of the process that answered: one of the workers, when the server "
+                                     "runs several (--workers).")
 
 
 class Reloaded(BaseModel):

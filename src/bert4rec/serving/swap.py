@@ -143,9 +143,17 @@ class LiveModel:
     async def watch(self, every_s: float) -> None:
         """Reload whenever the path holds a new model, looking every ``every_s`` seconds. A refused model is not
         tried again until the path changes once more."""
+        await self._reload_when(self.changed, every_s)
+
+    async def follow(self, told: Callable[[], bool], every_s: float) -> None:
+        """Reload when ``told()`` says another worker of this server made a new model live, and the path holds one
+        other than this worker's, looking every ``every_s`` seconds."""
+        await self._reload_when(lambda: told() and self.changed(), every_s)
+
+    async def _reload_when(self, due: Callable[[], bool], every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
-            if self.changed():
+            if due():
                 with contextlib.suppress(RefusedModelError):  # logged and shown by /health already
                     await self.reload()
 
