@@ -118,9 +118,9 @@ def swap_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def events_table() -> str:
+def events_table(name: str = "events") -> str:
     """benchmarks/events.py: each phase on each database, the median of the repeats, with their range."""
-    report = result("events")
+    report = result(name)
     phases = {"batched": (f"POST /events, 1,000 events a request, {report['batch_clients']} clients", "events",
                           "events_per_s"),
               "single": ("POST /events, one event a request, 16 clients", "events", "events_per_s"),
@@ -298,6 +298,7 @@ ML1M_RUNS = {
     "ml1m-b8-ra-time-excl-ema-shift-190ep-holdout-test-seed1": "bert4rec, batch 8, final fit, seed 1",
     "ml1m-b8-ra-time-excl-ema-shift-225ep": "**bert4rec, batch 8, a 225-epoch schedule, validated (the "
                                             "`ml-1m-best` recipe)**",
+    "ml1m-best-genres-years-160ep": "bert4rec, `ml-1m-best` + genres + years, a 160-epoch schedule, validated",
 }
 HEADLINE = {"ml1m-paper-config-200ep": "`paper` (movie ids only)",
             "ml1m-b8-ra-time-excl-ema-shift-225ep": "`ml-1m-best`"}
@@ -355,6 +356,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "mllatestsmall": lambda: runs_table("mllatestsmall", named("mllatestsmall-*")),
     "serve": serve_table,
     "events": events_table,
+    "events-workers2": lambda: events_table("events-workers2"),
     "serve-swap": swap_table,
     "warm-start": warm_start_table,
     "speed": speed_table,
