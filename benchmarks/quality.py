@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from bert4rec.data import movielens, preprocess
+from bert4rec.errors import Bert4RecError
 from bert4rec.evaluation.protocols import evaluate_folder, evaluate_liked
 from bert4rec.model.modeling import Bert4Rec
 from bert4rec.training.loop import fit
@@ -137,4 +138,7 @@ def print_summary(report: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Bert4RecError as exc:  # a mistake in the command (an --out that exists, an unknown recipe): one line
+        raise SystemExit(f"error: {exc}") from None
