@@ -16,9 +16,10 @@ changes, the others must see:
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
+
+from bert4rec.files import atomic_write_text
 
 SETTINGS_ENV = "BERT4REC_SERVE_SETTINGS"  # the parent's settings, as JSON, for each worker to build its app from
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when imported: set before workers start
@@ -41,9 +42,7 @@ class Signal:
         return stat.st_ino, stat.st_mtime_ns  # a replaced file is a new inode, even within the clock's resolution
 
     def send(self) -> None:
-        written = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        written.write_text(f"{time.time()}\n")
-        os.replace(written, self.path)
+        atomic_write_text(self.path, f"{time.time()}\n")  # a new file renamed over the old: a new inode
         self._seen = self._stamp()  # the sender already knows
 
     def received(self) -> bool:
