@@ -65,10 +65,21 @@ def test_search_ranks_exact_then_prefix_then_popular(catalog):
     assert catalog.search("zzzz") == []
 
 
+def test_ids_are_found_in_a_catalogue_in_any_order():
+    movies = pd.DataFrame({"item_id": [50, 3, 900, 12], "title": ["A (2000)", "B (2001)", "C (2002)", "D (2003)"],
+                           "year": pd.array([2000, 2001, 2002, 2003], "Int64"), "genres": ["Drama"] * 4})
+    shuffled = Catalog(movies, popularity=np.ones(4))
+    assert shuffled.find_rows(np.array([900, 3, 4, 12, 50, 1000, 0])).tolist() == [2, 1, -1, 3, 0, -1, -1]
+    assert shuffled.find_rows(np.array([], dtype=np.int64)).tolist() == []
+    empty = Catalog(movies.iloc[:0], popularity=np.ones(0))
+    assert empty.find_rows(np.array([3, 50])).tolist() == [-1, -1]
+
+
 def test_ids_and_description(catalog):
     assert catalog.rows_of_ids([30, 10]).tolist() == [2, 0]
     with pytest.raises(UnknownItemError, match="7"):
         catalog.rows_of_ids([10, 7])
+    assert catalog.find_rows(np.array([7, 100, 10, 101, 5, 30, 30])).tolist() == [-1, 9, 0, -1, -1, 2, 2]
     described = catalog.describe(np.array([2]))[0]
     assert described == {"movieId": 30, "title": "Matrix, The (1999)", "year": 1999, "genres": ["Animation"]}
 

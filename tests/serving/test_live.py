@@ -63,6 +63,21 @@ def test_events_of_a_new_user_drive_their_next_recommendations(client):
     assert [m["movieId"] for m in latest["history"]][-1] == 318 and latest["items"] != after["items"]
 
 
+def test_a_rating_and_time_aware_model_reads_the_stored_ratings_and_gaps(untrained_aware_dir, store):
+    aware = Recommender.load(untrained_aware_dir)
+    history = [{"movieId": 1, "rating": 5.0, "timestamp": 1_600_000_000},
+               {"movieId": 2571, "timestamp": 1_600_000_000},  # not rated; same second
+               {"movieId": 296, "rating": 1.5, "timestamp": 1_600_090_000}]  # a day later
+    with TestClient(create_app(aware, store=store, keys=Keys(write=(KEY,)))) as client:
+        client.post("/events", json=[{"userId": NEW_USER, **e} for e in history], headers=AUTH)
+        stored = recommendations(client, NEW_USER, k=20)["items"]
+        adhoc = client.post("/recommendations", json={"history": history, "k": 20}).json()["items"]
+        bare = client.post("/recommendations", json={"history": [{"movieId": e["movieId"]} for e in history],
+                                                     "k": 20}).json()["items"]
+    assert [(i["movieId"], i["score"]) for i in stored] == [(i["movieId"], i["score"]) for i in adhoc]
+    assert [i["score"] for i in stored] != [i["score"] for i in bare]  # the ratings and gaps were read
+
+
 def test_the_store_alone_holds_histories(client, recommender):
     # User 1 is in the model's training data, but not in this store: nothing known, until they act.
     assert recommendations(client, 1)["fallback"] == "popularity"

@@ -133,7 +133,10 @@ def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: Event
 
     # Open reads skip the check altogether: a dependency costs every request a share of its time.
     read_check = [Depends(may_read)] if keys.reads_need_key else []
+    # FastAPI's own OpenTelemetry asks the global providers on every request; /metrics and the access log are
+    # how this server is observed, so it stays off.
     app = FastAPI(title="bert4rec", version="1", lifespan=lifespan, dependencies=read_check,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="BERT4Rec movie recommendations: search the catalogue, recommend after a history; "
                               "with an event store, record what users do and recommend from it.")
     app.state.batcher, app.state.metrics, app.state.live, app.state.store = batcher, metrics, live, store

@@ -62,6 +62,8 @@ class Catalog:
         self.alternate = np.array([k[2] for k in keys], dtype=object)
         self.years = self.movies["year"].astype("Float64").fillna(-1).to_numpy(dtype=np.int64)
         self.row_of_id = pd.Series(np.arange(len(self.movies)), index=self.movies["item_id"].to_numpy())
+        self._id_order = np.argsort(self.movies["item_id"].to_numpy(dtype=np.int64), kind="stable")
+        self._sorted_ids = self.movies["item_id"].to_numpy(dtype=np.int64)[self._id_order]
         # One plain dict per movie, built once: describing results is then a list lookup, not a pandas query.
         self._described = [
             {"movieId": int(i), "title": str(t), "year": None if pd.isna(y) else int(y),
@@ -75,12 +77,21 @@ class Catalog:
     def rows_of_ids(self, movie_ids) -> np.ndarray:
         """Catalogue rows (0-based item columns) of external movie ids; raises on unknown ids."""
         ids = np.asarray(list(movie_ids), dtype=np.int64)
-        rows = self.row_of_id.reindex(ids).to_numpy()
-        unknown = ids[pd.isna(rows)]
+        rows = self.find_rows(ids)
+        unknown = ids[rows < 0]
         if len(unknown):
             raise UnknownItemError(f"unknown movie id(s): {', '.join(map(str, unknown[:10]))} "
                                    f"(not in this model's catalogue of {len(self):,} movies)")
-        return rows.astype(np.int64)
+        return rows
+
+    def find_rows(self, movie_ids: np.ndarray) -> np.ndarray:
+        """Catalogue rows of external movie ids, -1 where an id is not in the catalogue: one binary search over
+        the sorted ids for a whole history, with no index built per call."""
+        ids = np.asarray(movie_ids, dtype=np.int64)
+        if len(self._sorted_ids) == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[at] == ids, self._id_order[at], -1).astype(np.int64)
 
     def describe(self, rows: np.ndarray) -> list[dict]:
         """movieId, title, year and genres of catalogue rows (fresh dicts, safe to extend)."""

@@ -22,10 +22,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bert4rec.data.movielens import NO_GENRES, parse_year
+from bert4rec.data.token_types import interaction_types
 from bert4rec.serving.access import Keys, Metrics
 from bert4rec.serving.batching import Batcher, MicroBatcher
 from bert4rec.serving.catalog import Catalog
-from bert4rec.serving.recommender import Filters, Recommender, history_types
+from bert4rec.serving.recommender import Filters, Recommender
 from bert4rec.serving.schemas import (
     INT64,
     MAX_CLOCK_SKEW_S,
@@ -108,14 +109,16 @@ class AddedMovies:
         return dict(self.catalog.describe(np.array([rows[movie_id]]))[0], recommendable=False)
 
 
-def model_history(recommender: Recommender, history: History) -> tuple[np.ndarray, np.ndarray]:
-    """Catalogue rows and packed token types of a stored history, without the movies the model does not know."""
-    known = recommender.catalog.row_of_id
-    positions = known.index.get_indexer(history.movie_ids)  # -1: unknown to the model; one hash look-up each
-    keep = positions >= 0
-    rows = known.to_numpy()[positions[keep]].astype(np.int64)
-    types = history_types(len(rows), history.ratings[keep].tolist(), history.timestamps[keep].tolist())
-    return rows, types
+def model_history(recommender: Recommender, history: History) -> tuple[np.ndarray, np.ndarray | None]:
+    """Catalogue rows and packed token types (None for a model that reads none) of a stored history, without the
+    movies the model does not know."""
+    found = recommender.catalog.find_rows(history.movie_ids)
+    keep = found >= 0
+    rows = found[keep]
+    if not recommender.model.config.reads_types:
+        return rows, None
+    # A stored history has every timestamp, oldest first: its types come straight from the arrays.
+    return rows, interaction_types(history.ratings[keep], history.timestamps[keep], np.array([0, len(rows)]))
 
 
 def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store: EventStore, keys: Keys,
