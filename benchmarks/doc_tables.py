@@ -127,13 +127,14 @@ def events_table(name: str = "events") -> str:
               "recommend_with_writer": (f"GET /users/{{id}}/recommendations, 16 clients, a writer adding "
                                         f"{report['writer_rate']:,.0f} events / s", "requests", "requests_per_s"),
               "recommend_alone": ("the same without the writer", "requests", "requests_per_s")}
-    rows = ["| database | what | rate | p50 | p99 | errors |", "|---|---|---|---|---|---|"]
+    rows = ["| database | what | rate | p50 | p99 | server CPU / request | errors |", "|---|---|---|---|---|---|---|"]
     for backend, measured in report["backends"].items():
         for phase, (what, unit, figure) in phases.items():
             got = measured[phase]
             requests = sum(run["requests"] for run in got["runs"])
+            cpu = spread(got["server_cpu_ms"], 2, " ms") if "server_cpu_ms" in got else "—"  # not measured before
             rows.append(f"| {backend} | {what} | {spread(got[figure], 0)} {unit} / s | "
-                        f"{spread(got['p50_ms'], 1, ' ms')} | {spread(got['p99_ms'], 1, ' ms')} | "
+                        f"{spread(got['p50_ms'], 1, ' ms')} | {spread(got['p99_ms'], 1, ' ms')} | {cpu} | "
                         f"{got['errors']} / {requests:,} |")
     return "\n".join(rows) + "\n"
 

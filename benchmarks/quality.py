@@ -48,10 +48,11 @@ SETTINGS = {
     "last_item_fraction": ("training", "last_item_fraction"), "valid_every": ("training", "valid_every"),
     "patience": ("training", "patience"), "loss": ("training", "loss"), "negatives": ("training", "negatives"),
     "exclude_seen": ("training", "exclude_seen"), "ema_decay": ("training", "ema_decay"),
+    "average_last": ("training", "average_last"),
     "holdout": ("training", "holdout"), "shift_windows": ("training", "shift_windows"), "seed": ("training", "seed"),
 }
 FLAGS = {"int": ("epochs", "hidden", "layers", "heads", "max_len", "batch_size", "valid_every", "patience",
-                 "negatives", "seed"),
+                 "negatives", "seed", "average_last"),
          "float": ("minutes", "dropout", "attention_dropout", "mask_prob", "last_item_fraction", "lr"),
          "bool": ("rating_aware", "time_aware", "genre_aware", "year_aware", "exclude_seen", "shift_windows")}
 
@@ -97,6 +98,9 @@ def main() -> None:
     device = torch.device(result["device"])  # the one training ran on
     test = evaluate_folder(out, "test", result["device"], progress=False)
     validation = next((h for h in result["history"] if h["epoch"] == result["best_epoch"]), {})
+    averaged = result["averaged"]
+    if averaged and averaged["kept"]:  # the tested model is the average: its validation is the one to report
+        validation = {f"valid_{k}": v for k, v in averaged["valid"].items()}
     resolved = {"model": asdict(model_config), "training": asdict(config)}
     report = {
         "name": args.name, "recipe": args.recipe,
@@ -115,6 +119,8 @@ def main() -> None:
                             if "valid_raw_NDCG@10" in h],
         "valid": {k.removeprefix("valid_"): v for k, v in validation.items()
                   if k.startswith("valid_") and not k.startswith("valid_raw_")},  # the raw figure is in its curve
+        # Checkpoint averaging (--average-last): the epochs averaged, their validation and whether it was kept.
+        "averaged": averaged,
         "test": test,
     }
     if model_config.rating_aware:
@@ -130,6 +136,9 @@ def print_summary(report: dict, path: Path) -> None:
     full, sampled, popular = test["model"]["full"], test["model"]["sampled_100"], test["most_popular"]["full"]
     chosen = (f"best epoch {report['best_epoch']}, validation NDCG@10 {report['valid']['NDCG@10']:.4f}"
               if report["valid"] else "trained on the validation items too, last weights kept")
+    if report["averaged"] and report["averaged"]["kept"]:
+        chosen = (f"the average of epochs {report['averaged']['epochs']} (best single epoch "
+                  f"{report['best_epoch']}), validation NDCG@10 {report['valid']['NDCG@10']:.4f}")
     print(f"{report['name']}: {report['epochs_run']} epochs ({report['train_minutes']:.1f} min training), {chosen}")
     print(f"test (full ranking): NDCG@10 {full['NDCG@10']:.4f}  HR@10 {full['HR@10']:.4f}  "
           f"(most popular {popular['NDCG@10']:.4f} / {popular['HR@10']:.4f}); "

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -147,7 +148,8 @@ def swap_benchmark(args, bodies: list[dict]) -> dict:
             link.symlink_to(copies[(n + 1) % 2])
             os.replace(link, current)
 
-        with running_server(current, args.threads, {"BERT4REC_ADMIN_KEYS": ADMIN_KEY}) as url:
+        with running_server(current, args.threads, {"BERT4REC_ADMIN_KEYS": ADMIN_KEY}) as server:
+            url = server.url
             runs = []
             for _ in range(args.repeats):
                 for clients in args.clients:
@@ -182,8 +184,14 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> No
     sys.exit("server did not become healthy")
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int  # the `bert4rec serve` process (with --workers, the parent of the workers)
+
+
 @contextlib.contextmanager
-def running_server(model_dir: Path, threads: int, env: dict | None = None, options: tuple = ()) -> Iterator[str]:
+def running_server(model_dir: Path, threads: int, env: dict | None = None, options: tuple = ()) -> Iterator[Served]:
     """`bert4rec serve MODEL_DIR [options]` in its own process on a free loopback port, until the block ends."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -192,7 +200,7 @@ def running_server(model_dir: Path, threads: int, env: dict | None = None, optio
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(url, server)
-        yield url
+        yield Served(url, server.pid)
     finally:
         server.terminate()
         server.wait(10)
@@ -223,7 +231,8 @@ def main() -> None:
         out.write_text(json.dumps(report, indent=2))
         print(f"written to {out}")
         return
-    with running_server(args.model_dir, args.threads) as url:
+    with running_server(args.model_dir, args.threads) as server:
+        url = server.url
         runs = {clients: [] for clients in args.clients}
         for _ in range(args.repeats):
             for clients in args.clients:

@@ -42,6 +42,7 @@ HISTORY_FILE = "history.jsonl"
 CURVES_FILE = "curves.png"
 METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
+SNAPSHOTS_DIR = "snapshots"  # the kept weights of the last validations, each a model folder (TrainConfig.average_last)
 # A prepared dataset folder
 INTERACTIONS_FILE = "interactions.parquet"
 MOVIES_FILE = "movies.parquet"

@@ -85,9 +85,10 @@ def test_train_from_prepared_folder_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     out = tmp_path / "model"
     result = run("train", "--data", prepared, "--out", out, *TINY_TRAIN_ARGS, "--exclude-seen", "--ema-decay", "0.9",
-                 "--shift-windows")
+                 "--shift-windows", "--average-last", "2")
     assert result.exit_code == 0, result.output
     assert "best validation NDCG@10" in result.output
+    assert "average of epochs 1, 2" in result.output  # checkpoint averaging, kept or not
     history = (out / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
     assert "valid_raw_NDCG@10" in json.loads(history[0])  # the moving average is validated beside the raw weights

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from bert4rec.errors import Bert4RecError
 from bert4rec.serving import app as app_module
 from bert4rec.serving.workers import MULTIPROCESS_ENV, SETTINGS_ENV, Signal
-from bert4rec.store import connect, migrate
+from bert4rec.store import EventStore, connect, migrate
 
 KEY = "worker-test-key-" + "k" * 20
 
@@ -85,3 +86,34 @@ def test_a_worker_that_cannot_build_its_app_stops_the_server_instead_of_restarti
         app_module.worker_app()
     assert stopped.value.code == STARTUP_FAILURE  # uvicorn's code for "do not start this worker again"
     assert "a worker could not start:" in caplog.text and "no such model folder" in caplog.text
+
+
+def test_a_worker_that_could_not_start_makes_serve_fail_with_its_reason(untrained_model_dir, tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model)
+
+    def run(app, **options):  # the model folder goes away after the parent's checks, before a worker loads it
+        shutil.rmtree(model)
+        with pytest.raises(SystemExit):  # the worker process exits; uvicorn then stops and returns
+            app_module.worker_app()
+
+    monkeypatch.setattr("uvicorn.run", run)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(Bert4RecError, match=r"a worker could not start, so the server stopped: .*no such model"):
+            app_module.serve(str(model), workers=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert SETTINGS_ENV not in os.environ
+
+
+def test_a_model_that_fails_to_load_leaves_no_store_open(tmp_path, monkeypatch):
+    url_db = f"sqlite:///{tmp_path / 'events.db'}"
+    migrate(connect(url_db, create=True))
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(KEY + "\n")
+    closed, close = [], EventStore.close
+    monkeypatch.setattr(EventStore, "close", lambda store: (closed.append(store), close(store)))
+    with pytest.raises(Bert4RecError, match="no such model folder"):
+        app_module.build_app(app_module.ServeSettings(str(tmp_path / "gone"), db=url_db, api_keys_file=str(keys_file)))
+    assert len(closed) == 1

@@ -90,11 +90,12 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize(("ema_decay", "shift_windows"), [(0.0, False), (0.9, False), (0.0, True)])
-def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, ema_decay, shift_windows):
+@pytest.mark.parametrize(("ema_decay", "shift_windows", "average_last"),
+                         [(0.0, False, 0), (0.9, False, 0), (0.0, True, 0), (0.9, False, 3)])
+def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, ema_decay, shift_windows, average_last):
     dataset = pattern_dataset(length=40 if shift_windows else 14)  # 38 training items: three windows of 16
     config = train.TrainConfig(epochs=4, batch_size=8, seed=7, patience=None, ema_decay=ema_decay,
-                               shift_windows=shift_windows)
+                               shift_windows=shift_windows, average_last=average_last)
     model_config = Bert4RecConfig(num_items=dataset.vocab.num_items, **(TINY | {"dropout": 0.2}))
     train.fit(dataset, tmp_path / "straight", model_config, config, progress=False)
 
@@ -131,6 +132,46 @@ def test_moving_average_is_validated_and_kept(tmp_path):
     assert not torch.equal(kept[name], checkpoint["model"][name])
     with pytest.raises(Bert4RecError, match="decay"):
         train.TrainConfig(ema_decay=1.0).validate()
+
+
+def snapshot_weights(out: Path, epoch: int) -> dict[str, torch.Tensor]:
+    return load_file(out / "snapshots" / f"epoch-{epoch:05d}" / "model.safetensors")
+
+
+@pytest.mark.parametrize(("average_score", "kept"), [(0.9, True), (0.25, False)])
+def test_checkpoint_averaging_keeps_the_mean_of_the_last_validations_only_if_it_validates_better(
+        tmp_path, monkeypatch, average_score, kept):
+    # Validation scores scripted per call: epochs 1-4, then the average. The best single epoch is 3.
+    scores = iter([0.1, 0.2, 0.3, 0.15, average_score])
+    monkeypatch.setattr(train, "_validation_metrics", lambda *args: {"NDCG@10": next(scores), "HR@10": 0.5})
+    dataset = pattern_dataset()
+    out = tmp_path / "m"
+    config = train.TrainConfig(epochs=4, batch_size=8, lr=1e-2, ema_decay=0.0, patience=None, average_last=3)
+    result = train.fit(dataset, out, tiny_config(dataset), config, progress=False)
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["epoch-00002", "epoch-00003", "epoch-00004"]
+    assert result["averaged"] == {"epochs": [2, 3, 4], "valid": {"NDCG@10": average_score, "HR@10": 0.5},
+                                  "kept": kept}
+    assert result["best_epoch"] == 3
+    weights = load_file(out / "model.safetensors")
+    snapshots = [snapshot_weights(out, epoch) for epoch in (2, 3, 4)]
+    name = "bert.embeddings.word_embeddings.weight"
+    mean = torch.stack([s[name] for s in snapshots]).mean(0)
+    assert not torch.allclose(snapshots[0][name], snapshots[2][name])  # the snapshots differ: the mean is news
+    if kept:
+        assert all(torch.allclose(weights[k], torch.stack([s[k] for s in snapshots]).mean(0)) for k in weights
+                   if weights[k].is_floating_point())
+    else:
+        assert torch.equal(weights[name], snapshots[1][name]) and not torch.allclose(weights[name], mean)
+
+
+def test_checkpoint_averaging_needs_two_validations_and_validation_itself(tmp_path):
+    dataset = pattern_dataset()
+    config = train.TrainConfig(epochs=2, batch_size=8, valid_every=5, patience=None, average_last=2)
+    assert train.fit(dataset, tmp_path / "m", tiny_config(dataset), config, progress=False)["averaged"] is None
+    with pytest.raises(Bert4RecError, match="needs validation"):
+        train.TrainConfig(average_last=2, holdout="test").validate()
+    with pytest.raises(Bert4RecError, match="validations to average"):
+        train.TrainConfig(average_last=-1).validate()
 
 
 def test_default_average_spans_a_twentieth_of_the_schedule():

@@ -35,6 +35,10 @@ def train_table(result: dict, out: Path) -> Table:
         rows += [("best epoch", str(result["best_epoch"])),
                  ("best validation NDCG@10", f"{best.get('valid_NDCG@10', float('nan')):.4f}"),
                  ("best validation HR@10", f"{best.get('valid_HR@10', float('nan')):.4f}")]
+        if averaged := result.get("averaged"):
+            verdict = "kept" if averaged["kept"] else "not kept"
+            rows.append((f"average of epochs {', '.join(map(str, averaged['epochs']))}",
+                         f"validation NDCG@10 {averaged['valid']['NDCG@10']:.4f} ({verdict})"))
     else:
         rows.append(("kept weights", f"last epoch (holdout {result['holdout']}: no validation)"))
     rows += [

@@ -23,8 +23,8 @@ MODEL_OPTIONS = {"hidden_size": "hidden_size", "layers": "num_layers", "heads": 
                  "dropout": "dropout", "attention_dropout": "attention_dropout", "rating_aware": "rating_aware",
                  "time_aware": "time_aware", "genre_aware": "genre_aware", "year_aware": "year_aware"}
 TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "mask_prob", "last_item_fraction", "valid_every", "patience",
-                    "max_minutes", "device", "precision", "loss", "negatives", "exclude_seen", "ema_decay", "holdout",
-                    "shift_windows", "seed", "init_from")
+                    "max_minutes", "device", "precision", "loss", "negatives", "exclude_seen", "ema_decay",
+                    "average_last", "holdout", "shift_windows", "seed", "init_from")
 
 
 def _default(config: type, name: str):
@@ -107,6 +107,10 @@ def train_command(
         help="Validate and keep an exponential moving average of the weights with this decay per step; default: "
              "the decay whose horizon is 5% of all training steps; 0: the raw weights.", show_default=False,
         rich_help_panel=TRAINING)] = training_default("ema_decay"),
+    average_last: Annotated[int, typer.Option(
+        help="Checkpoint averaging: at the end, average the weights kept at the last N validations and keep the "
+             "average if it validates better than the best epoch (0: off).",
+        rich_help_panel=TRAINING)] = training_default("average_last"),
     shift_windows: Annotated[bool, typer.Option(
         help="Each epoch, move the windows that histories longer than --max-len are cut into (all but the most "
              "recent) by a random amount, so older movies meet different neighbours each time (augmentation).",

@@ -47,7 +47,14 @@ from bert4rec.serving.schemas import (
     recommendations_body,
 )
 from bert4rec.serving.swap import DEFAULT_MAX_DROP, LiveModel, RefusedModelError
-from bert4rec.serving.workers import FOLLOW_S, MULTIPROCESS_ENV, SETTINGS_ENV, Peers
+from bert4rec.serving.workers import (
+    FOLLOW_S,
+    MULTIPROCESS_ENV,
+    SETTINGS_ENV,
+    Peers,
+    note_startup_failure,
+    startup_failure,
+)
 from bert4rec.store import EventStore
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -133,10 +140,7 @@ def create_app(model: Recommender | LiveModel, max_batch: int = 64, store: Event
 
     # Open reads skip the check altogether: a dependency costs every request a share of its time.
     read_check = [Depends(may_read)] if keys.reads_need_key else []
-    # FastAPI's own OpenTelemetry asks the global providers on every request; /metrics and the access log are
-    # how this server is observed, so it stays off.
     app = FastAPI(title="bert4rec", version="1", lifespan=lifespan, dependencies=read_check,
-                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="BERT4Rec movie recommendations: search the catalogue, recommend after a history; "
                               "with an event store, record what users do and recommend from it.")
     app.state.batcher, app.state.metrics, app.state.live, app.state.store = batcher, metrics, live, store
@@ -346,6 +350,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, device: str
         with _environment(environment):  # the workers are new processes: they inherit it
             uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port,
                         log_level="info", access_log=False)
+        if (failure := startup_failure(shared)) is not None:
+            raise Bert4RecError(f"a worker could not start, so the server stopped: {failure}")
 
 
 def build_app(settings: ServeSettings) -> FastAPI:
@@ -355,17 +361,22 @@ def build_app(settings: ServeSettings) -> FastAPI:
     keys = Keys.configured(settings.api_keys_file, settings.read_key, settings.open_writes)
     if settings.watch_s is not None and not settings.watch_s > 0:
         raise Bert4RecError(f"--watch takes the seconds between looks, above 0 (not {settings.watch_s})")
-    store = EventStore.open(settings.db) if settings.db is not None else None
-    if store is not None and not keys.write and not settings.open_writes:
+    if settings.db is not None and not keys.write and not settings.open_writes:
         raise Bert4RecError(f"a server with an event store takes writes: give API keys ({API_KEYS_ENV} or "
                             "--api-keys-file), or --open-writes to try it on this machine only")
+    store = EventStore.open(settings.db) if settings.db is not None else None
     threads = settings.threads or (max(1, (os.cpu_count() or 1) // settings.workers) if settings.workers > 1
                                    else None)
     if threads:
         torch.set_num_threads(threads)  # the model's share of the cores; the event loop needs the rest
     peers = Peers(settings.shared_dir) if settings.shared_dir is not None else None
-    app = create_app(LiveModel.load(settings.model_dir, settings.device, settings.max_drop), store=store, keys=keys,
-                     watch_s=settings.watch_s, peers=peers)
+    try:
+        live = LiveModel.load(settings.model_dir, settings.device, settings.max_drop)
+    except Bert4RecError:
+        if store is not None:
+            store.close()
+        raise
+    app = create_app(live, store=store, keys=keys, watch_s=settings.watch_s, peers=peers)
     configure_access_log(settings.log_format)
     return app
 
@@ -379,6 +390,8 @@ def worker_app() -> FastAPI:
         app = build_app(settings)
     except Bert4RecError as exc:  # e.g. the store went away since the parent checked
         logging.getLogger("uvicorn.error").error("a worker could not start: %s", exc)
+        if settings.shared_dir is not None:
+            note_startup_failure(settings.shared_dir, str(exc))
         sys.exit(STARTUP_FAILURE)  # uvicorn then stops the server rather than start the worker again and again
     gc.freeze()
     return app

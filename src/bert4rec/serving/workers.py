@@ -12,6 +12,9 @@ changes, the others must see:
   search;
 - metrics: prometheus_client's multiprocess mode, each worker writing its values to files of a folder that
   ``/metrics`` reads whole.
+
+A worker that cannot build its app stops the server; it leaves the reason in the shared folder, so that ``serve``
+fails with it instead of returning as if the server had been stopped on purpose.
 """
 
 from __future__ import annotations
@@ -52,6 +55,22 @@ class Signal:
             return False
         self._seen = stamp
         return True
+
+
+STARTUP_FAILURE_FILE = "startup-failure"  # what a worker that could not start left for the parent to report
+
+
+def note_startup_failure(folder: str | Path, message: str) -> None:
+    """A worker could not build its app: say why where the parent, which uvicorn returns to, will look."""
+    atomic_write_text(Path(folder) / STARTUP_FAILURE_FILE, message)
+
+
+def startup_failure(folder: str | Path) -> str | None:
+    """Why a worker of this server could not start, or None if every one did."""
+    try:
+        return (Path(folder) / STARTUP_FAILURE_FILE).read_text()
+    except FileNotFoundError:
+        return None
 
 
 class Peers:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, any_, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bert4rec.data.movielens import NO_GENRES
@@ -81,6 +81,13 @@ class EventStore:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(table).on_conflict_do_nothing()
 
+    def one_of(self, column, values: Iterable):
+        """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter whatever the number of values, so the
+        driver parses the statement once rather than once for each length of the list."""
+        if self.engine.dialect.name == "postgresql":
+            return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+        return column.in_(values)
+
     # ------------------------------------------------------------------------------------------ writes
 
     def add_events(self, batch: Sequence[Event], now: float | None = None) -> Written:
@@ -109,7 +116,7 @@ class EventStore:
         if not wanted:  # nothing to write: every batch was empty or failed
             return [Written(0, 0) if r is None else r for r in results]
         with unavailable_as_store_error(self.engine), self.writer.begin() as connection:
-            known = set(connection.scalars(select(movies.c.movie_id).where(movies.c.movie_id.in_(wanted))))
+            known = set(connection.scalars(select(movies.c.movie_id).where(self.one_of(movies.c.movie_id, wanted))))
             accepted, claimed = [], set()
             for position, rows, duplicates in prepared:
                 if unknown := sorted({row["movie_id"] for row in rows} - known):
@@ -129,7 +136,10 @@ class EventStore:
             return set()
         user_ids = sorted({row["user_id"] for row in rows})
         connection.execute(self.insert_ignoring(users), [{"user_id": u, "created_at": now} for u in user_ids])
-        returned = connection.execute(self.insert_ignoring(events).returning(events.c.user_id, events.c.event_id), rows)
+        if self.engine.dialect.name == "postgresql":
+            returned = connection.execute(_insert_from_arrays(rows))
+        else:
+            returned = connection.execute(self.insert_ignoring(events).returning(*KEY_COLUMNS), rows)
         return {(user, key) for user, key in returned if key is not None}
 
     def add_movies(self, records: Iterable[MovieRecord], now: float | None = None) -> int:
@@ -159,7 +169,7 @@ class EventStore:
         newest = func.row_number().over(partition_by=events.c.user_id,
                                         order_by=(events.c.timestamp.desc(), events.c.id.desc())).label("newest")
         ranked = (select(events.c.user_id, events.c.movie_id, events.c.rating, events.c.timestamp, newest)
-                  .where(events.c.user_id.in_(sorted(set(user_ids)))).subquery())
+                  .where(self.one_of(events.c.user_id, sorted(set(user_ids)))).subquery())
         query = (select(ranked.c.user_id, ranked.c.movie_id, ranked.c.rating, ranked.c.timestamp)
                  .where(ranked.c.newest <= limit).order_by(ranked.c.user_id, ranked.c.newest.desc()))
         with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
@@ -203,6 +213,22 @@ class EventStore:
         with unavailable_as_store_error(self.engine), self.engine.connect() as connection:
             return {table.name: connection.scalar(select(func.count()).select_from(table))
                     for table in (users, movies, events)}
+
+
+KEY_COLUMNS = (events.c.user_id, events.c.event_id)
+ROW_COLUMNS = ("user_id", "movie_id", "rating", "timestamp", "received_at", "event_id")
+
+
+def _insert_from_arrays(rows: list[dict]):
+    """PostgreSQL: the rows as one array per column, unnested in their order. A statement with one parameter a
+    column is the same text for any number of rows, where a VALUES list of thousands of placeholders is a new query
+    that the driver must parse for every batch."""
+    arrays = [bindparam(name, [row[name] for row in rows], type_=postgresql.ARRAY(events.c[name].type))
+              for name in ROW_COLUMNS]
+    unnested = func.unnest(*arrays).table_valued(*ROW_COLUMNS, with_ordinality="position").render_derived()
+    source = select(*(unnested.c[name] for name in ROW_COLUMNS)).order_by(unnested.c.position)  # ids in row order
+    return (postgresql.insert(events).from_select(ROW_COLUMNS, source).on_conflict_do_nothing()
+            .returning(*KEY_COLUMNS))
 
 
 def _unknown_movies(unknown: list[int]) -> UnknownItemError:

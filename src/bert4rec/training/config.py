@@ -41,6 +41,9 @@ class TrainConfig:
     # Validate and keep a moving average of the weights, updated every step, with this decay. None: the decay whose
     # horizon is EMA_HORIZON of the schedule (see training.loop.ema_decay); 0: the raw weights.
     ema_decay: float | None = None
+    # Checkpoint averaging: at the end, the kept weights of the last this many validations are averaged, and the
+    # average is kept if it validates better than the best of the run. 0 or 1: off.
+    average_last: int = 0
     holdout: str = "valid"  # see HOLDOUT_ITEMS
     shift_windows: bool = True  # move every window but each user's most recent by a random amount each epoch
     init_from: str | None = None  # a trained model folder to start from instead of random weights (warm_start.py)
@@ -66,6 +69,10 @@ class TrainConfig:
             raise Bert4RecError("the number of sampled negatives must be positive")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise Bert4RecError("the weight-averaging decay must be in [0, 1) (0: off)")
+        if self.average_last < 0:
+            raise Bert4RecError("the number of validations to average must be 0 (off) or more")
+        if self.average_last > 1 and self.holdout != "valid":
+            raise Bert4RecError("averaging the last validations' weights needs validation (holdout 'valid')")
         if self.holdout not in HOLDOUT_ITEMS:
             raise Bert4RecError(f"holdout must be one of {', '.join(HOLDOUT_ITEMS)}, not '{self.holdout}'")
         if self.precision not in PRECISIONS:

@@ -47,7 +47,14 @@ from bert4rec.model.losses import SampledSoftmax, full_softmax
 from bert4rec.model.modeling import Bert4Rec, ItemLoss
 from bert4rec.model.scoring import model_scorer
 from bert4rec.training import distributed
-from bert4rec.training.checkpoints import TrainState, load_checkpoint, save_checkpoint, write_history
+from bert4rec.training.checkpoints import (
+    TrainState,
+    averaged_snapshots,
+    load_checkpoint,
+    save_checkpoint,
+    save_snapshot,
+    write_history,
+)
 from bert4rec.training.config import EMA_HORIZON, TrainConfig
 from bert4rec.training.curves import plot_curves
 from bert4rec.training.distributed import Dist
@@ -201,13 +208,16 @@ def fit(dataset: PreparedDataset | None, out: Path, model_config: Bert4RecConfig
         release_freed_memory()
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+    averaged = None
     if run.dist.main:
         if not (out / WEIGHTS_FILE).exists():  # no epoch ran (a spent time budget): keep the weights there are
             _kept(run.model, run.averaged).save(out)
+        if config.average_last > 1:
+            averaged = _validate_average(dataset, run.device, state, out)
         plot_curves(history, out / CURVES_FILE)
     distributed.stop(run.dist)
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_valid_NDCG@10": state.best_ndcg,
-            "holdout": config.holdout,
+            "averaged": averaged, "holdout": config.holdout,
             "train_seconds": state.train_seconds, "seconds_per_epoch": state.train_seconds / max(1, len(history)),
             "device": str(run.device), "processes": run.dist.world, "history": history}
 
@@ -295,7 +305,7 @@ def _record_epoch(run: _Run, config: TrainConfig, dataset: PreparedDataset, stat
         _kept(run.model, run.averaged).save(out)  # the folder always holds the latest model
     # The last epoch is validated, also when the time budget ends the run before the schedule does.
     elif record["epoch"] % config.valid_every == 0 or record["epoch"] == config.epochs or _out_of_time(state, config):
-        _validate(run.model, run.averaged, dataset, run.device, state, record, out)
+        _validate(run.model, run.averaged, dataset, run.device, state, record, out, config.average_last)
     record["seconds"] = record["train_seconds"] + record.pop("valid_seconds", 0.0)
     history.append(record)
     save_checkpoint(out, run.model, run.averaged, run.optimizer, run.scheduler, state, history)
@@ -349,9 +359,11 @@ def _validation_metrics(model: Bert4Rec, dataset: PreparedDataset, device: torch
     return result["full"]
 
 
-def _validate(model, averaged, dataset, device, state: TrainState, record: dict, out: Path) -> None:
+def _validate(model, averaged, dataset, device, state: TrainState, record: dict, out: Path,
+              snapshots: int = 0) -> None:
     """Validate the kept weights and save them if they are the best so far; with a moving average, the raw
-    weights' NDCG@10 is recorded beside it (``valid_raw_NDCG@10``) to show what averaging adds."""
+    weights' NDCG@10 is recorded beside it (``valid_raw_NDCG@10``) to show what averaging adds. With
+    ``snapshots`` > 1 the validated weights are also kept in snapshots/ for checkpoint averaging."""
     started = time.perf_counter()
     kept = _kept(model, averaged)
     record |= {f"valid_{k}": v for k, v in _validation_metrics(kept, dataset, device).items()}
@@ -362,4 +374,21 @@ def _validate(model, averaged, dataset, device, state: TrainState, record: dict,
         kept.save(out)
     else:
         state.bad_rounds += 1
+    if snapshots > 1:
+        save_snapshot(out, kept, record["epoch"], snapshots)
     record["valid_seconds"] = time.perf_counter() - started
+
+
+def _validate_average(dataset: PreparedDataset, device: torch.device, state: TrainState, out: Path) -> dict | None:
+    """Checkpoint averaging: validate the mean of the snapshots' weights, and keep it in place of the best model
+    if it validates better. Returns its epochs, validation metrics and whether it was kept; None with fewer than
+    two snapshots (a run that validated once)."""
+    found = averaged_snapshots(out)
+    if found is None:
+        return None
+    epochs, model = found
+    metrics = _validation_metrics(model.to(device), dataset, device)
+    kept = state.best_ndcg is None or metrics["NDCG@10"] > state.best_ndcg
+    if kept:
+        model.save(out)
+    return {"epochs": epochs, "valid": metrics, "kept": kept}
