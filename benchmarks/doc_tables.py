@@ -139,6 +139,21 @@ def events_table(name: str = "events") -> str:
     return "\n".join(rows) + "\n"
 
 
+def events_against_table(ref: str) -> str:
+    """benchmarks/events.py --against REF: this checkout's server over REF's, repeat by repeat, the two taking
+    turns on one store; the median ratio with its range."""
+    report = result(f"events-vs-{ref}")
+    rows = ["| database | what | rate, this / before | server CPU per request, this / before | rate (this, before) |",
+            "|---|---|---|---|---|"]
+    for backend, measured in report["backends"].items():
+        for phase, ratio in measured["ratios"].items():
+            figure = next(name.removesuffix("_ratio") for name in ratio if name != "server_cpu_ms_ratio")
+            rates = [measured[side][phase][figure]["median"] for side in ("current", "against")]
+            rows.append(f"| {backend} | {phase.replace('_', ' ')} | {spread(ratio[figure + '_ratio'], 2)} | "
+                        f"{spread(ratio['server_cpu_ms_ratio'], 2)} | {rates[0]:,.0f}, {rates[1]:,.0f} |")
+    return "\n".join(rows) + "\n"
+
+
 def warm_start_table() -> str:
     """benchmarks/warm_start.py on each dataset: the stale, warm-started and fresh models, and their ratios."""
     rows = ["| data | model | training minutes | test NDCG@10 | test HR@10 | NDCG@10 / fresh | minutes / fresh | "
@@ -358,6 +373,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "serve": serve_table,
     "events": events_table,
     "events-workers2": lambda: events_table("events-workers2"),
+    "events-vs-0503085": lambda: events_against_table("0503085"),
     "serve-swap": swap_table,
     "warm-start": warm_start_table,
     "speed": speed_table,
