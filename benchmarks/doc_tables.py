@@ -28,7 +28,8 @@ REPO = HERE.parent
 PAPER = {"hidden": 64, "layers": 2, "heads": 2, "max_len": 200, "dropout": 0.2, "attention_dropout": 0.0,
          "mask_prob": 0.2, "last_item_fraction": 0.1, "lr": 1e-3, "batch_size": 128, "loss": "full",
          "rating_aware": False, "time_aware": False, "genre_aware": False, "year_aware": False,
-         "exclude_seen": False, "ema_decay": 0.0, "holdout": "valid", "shift_windows": False, "seed": 0}
+         "exclude_seen": False, "ema_decay": 0.0, "average_last": 0, "holdout": "valid", "shift_windows": False,
+         "seed": 0}
 MARKER = re.compile(r"<!-- table: (?P<name>[\w-]+) .*?-->\n(?P<body>.*?)<!-- end table -->", re.S)
 
 
@@ -46,6 +47,10 @@ def settings(args: dict) -> str:
 
 
 def epochs(rep: dict) -> str:
+    """Epochs run and, in brackets, the kept model's: the best, the last, or the mean of several (--average-last)."""
+    averaged = rep.get("averaged")
+    if averaged and averaged["kept"]:
+        return f"{rep['epochs_run']} (mean of {averaged['epochs'][0]}–{averaged['epochs'][-1]})"
     return f"{rep['epochs_run']} ({rep['best_epoch'] or 'last'})"
 
 
