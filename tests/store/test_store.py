@@ -62,6 +62,17 @@ def test_event_ids_make_retries_duplicates_within_and_across_batches(store):
     assert sorted(store.histories([1], 10)[1].movie_ids) == [1, 2, 3, 3, 5]
 
 
+def test_event_ids_with_the_characters_of_array_and_sql_syntax_come_back_as_sent(store):
+    # PostgreSQL receives a batch as arrays: what array literals and SQL give meaning to must stay plain text.
+    keys = ["NULL", "null", '{a,b}', '"quoted"', "back\\slash", "it's", "a, b", "  spaced  ", "ünï ✓", "}{"]
+    written = store.add_events([Event(4, 1, rating=None if i % 2 else 3.5, event_id=k) for i, k in enumerate(keys)])
+    assert (written.stored, written.duplicates) == (len(keys), 0)
+    assert [e["eventId"] for e in store.user_events(4, 100)][::-1] == keys  # oldest first: as sent
+    assert [e["rating"] for e in store.user_events(4, 100)][::-1] == [None if i % 2 else 3.5 for i in range(10)]
+    again = store.add_events([Event(4, 2, event_id=k) for k in keys])
+    assert (again.stored, again.duplicates) == (0, len(keys))
+
+
 def test_an_unknown_movie_is_named_and_nothing_of_the_batch_is_stored(store):
     with pytest.raises(UnknownItemError, match=r"unknown movie ids 11, 12 \(add it with POST /movies"):
         store.add_events([Event(5, 1), Event(5, 12), Event(6, 11)])
