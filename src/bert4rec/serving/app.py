@@ -32,7 +32,7 @@ from bert4rec.serving.catalog import search_catalogues
 from bert4rec.serving.live import AddedMovies, add_live_routes
 from bert4rec.serving.recommender import Filters, Recommender, history_types
 from bert4rec.serving.schemas import (
-    INT64,
+    ID_RANGE,
     ErrorBody,
     Health,
     KQuery,
@@ -218,7 +218,7 @@ def _add_catalogue_routes(app: FastAPI, live: LiveModel, added: AddedMovies | No
         return [dict(m, recommendable=m["movieId"] in catalog.row_of_id.index) for m in found]
 
     @app.get("/movies/{movieId}", response_model=Movie, responses=ERROR_RESPONSES)
-    async def get_movie(movieId: Annotated[int, Path(**INT64)]) -> dict:
+    async def get_movie(movieId: Annotated[int, Path(**ID_RANGE)]) -> dict:
         catalog = live.recommender.catalog
         if movieId in catalog.row_of_id.index:
             return catalog.describe(np.array([catalog.row_of_id[movieId]]))[0]

@@ -28,7 +28,7 @@ from bert4rec.serving.batching import Batcher, MicroBatcher
 from bert4rec.serving.catalog import Catalog
 from bert4rec.serving.recommender import Filters, Recommender
 from bert4rec.serving.schemas import (
-    INT64,
+    ID_RANGE,
     MAX_CLOCK_SKEW_S,
     MAX_HISTORY,
     Erased,
@@ -155,13 +155,13 @@ def add_live_routes(app: FastAPI, live: LiveModel, batcher: MicroBatcher, store:
         return JSONResponse({"stored": written.stored, "duplicates": written.duplicates})
 
     @app.get("/users/{userId}/events", response_model=list[StoredEvent], responses=errors)
-    async def user_events(userId: Annotated[int, Path(**INT64)],
+    async def user_events(userId: Annotated[int, Path(**ID_RANGE)],
                           limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_LISTED)] = 100) -> list[dict]:
         """A user's stored events, newest first."""
         return await run_in_threadpool(store.user_events, userId, limit)
 
     @app.delete("/users/{userId}", response_model=Erased, dependencies=writes, responses=errors)
-    async def erase_user(userId: Annotated[int, Path(**INT64)]) -> dict:
+    async def erase_user(userId: Annotated[int, Path(**ID_RANGE)]) -> dict:
         """Erase a user and all their events: later exports and retraining no longer see them."""
         return {"userId": userId, "events": await run_in_threadpool(store.delete_user, userId)}
 

@@ -12,10 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from bert4rec.serving.recommender import MAX_K, Recommendations
 
 MAX_HISTORY = 10_000
-INT64 = {"ge": -(2**63), "le": 2**63 - 1}
+# User and movie ids: what a 64-bit database column holds, less the negatives, which no catalogue or site uses and
+# which a request sends only by mistake or malice.
+ID_RANGE = {"ge": 0, "le": 2**63 - 1}
 
 # Parameters of GET /users/{userId}/recommendations, with or without an event store
-UserIdPath = Annotated[int, Path(**INT64)]
+UserIdPath = Annotated[int, Path(**ID_RANGE)]
 KQuery = Annotated[int, Query(ge=1, le=MAX_K)]
 LikedQuery = Annotated[bool, Query(description="Rating-aware models only: movies the user would rate 4 stars or more.")]
 
@@ -31,7 +33,7 @@ class Watched(BaseModel):
 class WatchedById(Watched):
     """A watched movie by movieId, optionally with a rating and a timestamp."""
 
-    movieId: int = Field(**INT64)
+    movieId: int = Field(**ID_RANGE)
 
 
 class WatchedByTitle(Watched):
@@ -53,7 +55,7 @@ class RecommendationRequest(BaseModel):
     genres: list[Annotated[str, Field(min_length=1, max_length=50)]] | None = Field(None, max_length=50)
     year_min: int | None = Field(None, ge=1000, le=3000)
     year_max: int | None = Field(None, ge=1000, le=3000)
-    exclude: list[Annotated[int, Field(**INT64)]] | None = Field(None, max_length=MAX_HISTORY)
+    exclude: list[Annotated[int, Field(**ID_RANGE)]] | None = Field(None, max_length=MAX_HISTORY)
     ignore_unknown: bool = Field(False, description="Skip unknown movieIds instead of failing.")
     liked: bool = Field(False, description="Rating-aware models only: movies the user would rate 4 stars or more.")
     explain: bool = Field(True, description="Add a 'because you watched' movie to each recommendation.")
@@ -139,8 +141,8 @@ class EventIn(BaseModel):
     """Something a user did: watched (and perhaps rated) a movie."""
 
     model_config = ConfigDict(extra="forbid")
-    userId: int = Field(**INT64)
-    movieId: int = Field(**INT64)
+    userId: int = Field(**ID_RANGE)
+    movieId: int = Field(**ID_RANGE)
     rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False, description="0-5 stars; none: not rated.")
     timestamp: int | None = Field(None, ge=0, le=2**53, description="When it happened, Unix seconds (default: when "
                                   "the server received it); at most a day ahead of the server's clock.")
@@ -166,7 +168,7 @@ class StoredEvent(BaseModel):
 
 class NewMovie(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    movieId: int = Field(**INT64)
+    movieId: int = Field(**ID_RANGE)
     title: str = Field(min_length=1, max_length=300, description="As in MovieLens, e.g. 'Heat (1995)'.")
     genres: list[Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^|]+$")]] = Field(
         default_factory=list, max_length=30)
