@@ -61,9 +61,10 @@ class Catalog:
         self.primary = np.array([k[1] for k in keys], dtype=object)
         self.alternate = np.array([k[2] for k in keys], dtype=object)
         self.years = self.movies["year"].astype("Float64").fillna(-1).to_numpy(dtype=np.int64)
-        self.row_of_id = pd.Series(np.arange(len(self.movies)), index=self.movies["item_id"].to_numpy())
-        self._id_order = np.argsort(self.movies["item_id"].to_numpy(dtype=np.int64), kind="stable")
-        self._sorted_ids = self.movies["item_id"].to_numpy(dtype=np.int64)[self._id_order]
+        ids = self.movies["item_id"].to_numpy(dtype=np.int64)
+        self.row_of_id = pd.Series(np.arange(len(self.movies)), index=ids)
+        self._id_order = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._id_order]
         # One plain dict per movie, built once: describing results is then a list lookup, not a pandas query.
         self._described = [
             {"movieId": int(i), "title": str(t), "year": None if pd.isna(y) else int(y),

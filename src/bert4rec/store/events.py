@@ -61,6 +61,7 @@ class EventStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.writer = engine.execution_options(**{WRITE_OPTION: True})
+        self.on_postgresql = engine.dialect.name == "postgresql"
 
     @classmethod
     def open(cls, spec=None) -> EventStore:
@@ -78,13 +79,13 @@ class EventStore:
 
     def insert_ignoring(self, table):
         """INSERT that skips rows whose key is already there (the dialect's ON CONFLICT DO NOTHING)."""
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if self.on_postgresql else sqlite
         return dialect.insert(table).on_conflict_do_nothing()
 
     def one_of(self, column, values: Iterable):
         """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter whatever the number of values, so the
         driver parses the statement once rather than once for each length of the list."""
-        if self.engine.dialect.name == "postgresql":
+        if self.on_postgresql:
             return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
         return column.in_(values)
 
@@ -136,7 +137,7 @@ class EventStore:
             return set()
         user_ids = sorted({row["user_id"] for row in rows})
         connection.execute(self.insert_ignoring(users), [{"user_id": u, "created_at": now} for u in user_ids])
-        if self.engine.dialect.name == "postgresql":
+        if self.on_postgresql:
             returned = connection.execute(_insert_from_arrays(rows))
         else:
             returned = connection.execute(self.insert_ignoring(events).returning(*KEY_COLUMNS), rows)
