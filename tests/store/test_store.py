@@ -50,6 +50,11 @@ def test_histories_are_in_time_order_with_repeats_and_ties_in_arrival_order(stor
     np.testing.assert_array_equal(history[7].ratings, [np.nan, 4.0, 2.5, 5.0, 3.0])
     np.testing.assert_array_equal(history[7].timestamps, [50, 100, 100, 100, 100])
     np.testing.assert_array_equal(store.histories([7], limit=2)[7].movie_ids, [2, 4])  # the newest two, in order
+    store.add_events([Event(8, 5, None, 20), Event(8, 6, None, 5)])
+    several = store.histories([8, 7, 8], limit=2)  # the limit is each user's, whoever else is read with them
+    np.testing.assert_array_equal(several[7].movie_ids, [2, 4])
+    np.testing.assert_array_equal(several[8].movie_ids, [9, 5])
+    np.testing.assert_array_equal(several[8].timestamps, [10, 20])
     assert store.histories([7], limit=0) == {}
 
 
