@@ -379,6 +379,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "events": events_table,
     "events-workers2": lambda: events_table("events-workers2"),
     "events-vs-0503085": lambda: events_against_table("0503085"),
+    "events-vs-4a3da0a": lambda: events_against_table("4a3da0a"),
     "serve-swap": swap_table,
     "warm-start": warm_start_table,
     "speed": speed_table,
