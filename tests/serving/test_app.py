@@ -253,6 +253,20 @@ def test_rating_aware_model_reads_ratings_and_liked(untrained_aware_dir):
         assert response.status_code == 200 and len(response.json()["items"]) == 5
 
 
+def test_a_genre_and_year_aware_model_is_served_like_any_other(tiny_featured_dir):
+    recommender = Recommender.load(tiny_featured_dir)
+    with TestClient(create_app(recommender)) as featured:
+        health = featured.get("/health").json()
+        assert (health["genre_aware"], health["year_aware"]) == (True, True)
+        response = featured.post("/recommendations", json={"history": [{"movieId": 1}, {"title": "matrix"}], "k": 10})
+        assert response.status_code == 200, response.text
+        direct = recommender.recommend_history([1, 2571], 10)  # features come from the model folder, not the request
+        assert [m["movieId"] for m in response.json()["items"]] == [m["movieId"] for m in direct.items]
+        user = int(recommender.user_index.index[0])
+        assert len(featured.get(f"/users/{user}/recommendations", params={"k": 5}).json()["items"]) == 5
+        assert featured.get("/").status_code == 200
+
+
 @pytest.mark.parametrize("declared", [b"2097153", b"999999999999", b"12abc", b"-1"])
 def test_a_body_declared_too_long_or_malformed_is_refused_before_it_is_read(declared):
     from bert4rec.serving.app import MAX_BODY_BYTES, BodyLimit
