@@ -20,9 +20,10 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 
-# The test command: lint, the test suite (with the notebook and the docs' generated tables), the docs site
+# The test command: lint, the test suite (with the notebook and the docs' generated tables), the docs site. The
+# suite runs in two processes (pytest-xdist): much of it waits on servers and training children it starts.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 docs: install
