@@ -174,13 +174,12 @@ class EventStore:
             rows = connection.execute(_last_events(len(ids)), params).all()
         if not rows:
             return {}
-        # Column arrays in one pass each, then one slice per user: histories run to thousands of events.
-        user_col, movie_col, rating_col, time_col, id_col = zip(*rows, strict=True)
-        user_of_row, timestamps = np.array(user_col, np.int64), np.array(time_col, np.int64)
-        order = np.lexsort((np.array(id_col, np.int64), timestamps, user_of_row))  # by user, then oldest first
-        user_of_row, timestamps = user_of_row[order], timestamps[order]
-        movie_ids = np.array(movie_col, np.int64)[order]
-        ratings = np.array(rating_col, np.float64)[order]  # None (not rated) becomes NaN
+        # Column arrays in one pass each (a rating of None becomes NaN), ordered by user, then oldest first with ties
+        # in arrival order (the row id), then one slice per user: histories run to thousands of events.
+        user_of_row, movie_ids, ratings, timestamps, arrival = (
+            np.array(column, dtype) for column, dtype in zip(zip(*rows, strict=True), READ_TYPES, strict=True))
+        order = np.lexsort((arrival, timestamps, user_of_row))
+        user_of_row, movie_ids, ratings, timestamps = (a[order] for a in (user_of_row, movie_ids, ratings, timestamps))
         starts = np.flatnonzero(np.r_[True, user_of_row[1:] != user_of_row[:-1]])
         ends = np.r_[starts[1:], len(rows)]
         return {int(user_of_row[a]): History(movie_ids[a:b], ratings[a:b], timestamps[a:b])
@@ -227,6 +226,7 @@ def _last_events(users: int):
     return union_all(*(select(newest(i)) for i in range(users)))
 
 
+READ_TYPES = (np.int64, np.int64, np.float64, np.int64, np.int64)  # the columns _last_events reads, in order
 KEY_COLUMNS = (events.c.user_id, events.c.event_id)
 ROW_COLUMNS = ("user_id", "movie_id", "rating", "timestamp", "received_at", "event_id")
 
