@@ -20,10 +20,9 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 
-# The test command: lint, the test suite (with the notebook and the docs' generated tables), the docs site. The
-# suite runs in two processes (pytest-xdist): much of it waits on servers and training children it starts.
+# The test command: lint, the test suite (with the notebook and the docs' generated tables), the docs site
 test: lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 docs: install
