@@ -38,10 +38,16 @@ def launch(launcher: list[str], *args: str, timeout: int = 300,
             os.killpg(process.pid, signal.SIGABRT)
             try:
                 stdout, stderr = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired as still:  # the launcher outlived its workers' abort: report what came
+                stdout, stderr = (_text(still.output), _text(still.stderr))
             finally:
                 os.killpg(process.pid, signal.SIGKILL)
             pytest.fail(f"the launch hung for {timeout} s; the stacks of its processes:\n{stdout}\n{stderr}")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def torchrun(processes: int, *args: str) -> subprocess.CompletedProcess:
